@@ -1,0 +1,407 @@
+"""Load bundled or user data, check it against the spec, fit preprocessing on train only, build tensors.
+
+Shapes: a tabular modality is `x[m]: (N, F_m)`; a sequence modality is `x[m]: (N, T_m, F_m)` with
+`lengths[m]: (N,)`. `present[m]: (N,) bool`. Targets: binary and regression `(N,) float` with NaN for a
+missing label (regression standardized); multiclass `(N,) long` with -1 for a missing label.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, KFold, train_test_split
+
+from .spec import DatasetSpec, ModalitySpec, SpecError, TaskSpec, load_spec
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+MAX_FILE_BYTES = 200 * 1024 * 1024   # refuse bigger uploads: the dashboard and CLI hold data in memory
+MAX_SEQ_LEN = 64                     # keep the last 64 time steps of a sequence
+MISSING_CAT = "(missing)"
+
+
+@dataclass
+class Dataset:
+    """A spec with its main table and, per sequence modality, its long table (sorted by key, time)."""
+    spec: DatasetSpec
+    frame: pd.DataFrame
+    sequences: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def ids(self) -> list[str]:
+        if self.spec.id_column:
+            return self.frame[self.spec.id_column].astype(str).tolist()
+        return [str(i) for i in range(len(self.frame))]
+
+    def presence(self) -> pd.DataFrame:
+        """(N, E) bool frame: a modality is present when at least one of its values is observed."""
+        out = {}
+        for m in self.spec.modalities:
+            if m.kind == "tabular":
+                out[m.name] = self.frame[m.columns].notna().any(axis=1).to_numpy()
+            else:
+                seq = self.sequences[m.name]
+                has = seq.loc[seq[m.columns].notna().any(axis=1), m.key].astype(str)
+                out[m.name] = np.isin(np.asarray(self.ids), has.unique())
+        return pd.DataFrame(out, index=self.frame.index)
+
+    def subset(self, rows) -> "Dataset":
+        """Rows by position; sequence tables keep only the selected records."""
+        frame = self.frame.iloc[rows].reset_index(drop=True)
+        seqs = {}
+        if self.sequences:
+            keep = set(frame[self.spec.id_column].astype(str))
+            for m in self.spec.modalities:
+                if m.kind == "sequence":
+                    s = self.sequences[m.name]
+                    seqs[m.name] = s[s[m.key].astype(str).isin(keep)].reset_index(drop=True)
+        return Dataset(self.spec, frame, seqs)
+
+
+# --- reading files -------------------------------------------------------------------------------------
+def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
+    """Read CSV (optionally gzip) or Parquet; every failure becomes a SpecError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: file not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise SpecError(f"{path}: file is empty")
+    if size > MAX_FILE_BYTES:
+        raise SpecError(f"{path}: file is {size / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB cap")
+    dtype = {id_column: str} if id_column else None
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=dtype, encoding="utf-8", encoding_errors="strict")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: file is not UTF-8 text") from None
+    except pd.errors.EmptyDataError:
+        raise SpecError(f"{path}: file has no columns") from None
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"{path}: cannot parse table ({first})") from None
+    except Exception as err:  # pyarrow raises its own types for corrupt parquet
+        raise SpecError(f"{path}: cannot read table ({type(err).__name__})") from None
+    if len(frame) == 0:
+        raise SpecError(f"{path}: table has a header but no rows")
+    dup_cols = frame.columns[frame.columns.duplicated()].tolist()
+    if dup_cols:
+        raise SpecError(f"{path}: column '{dup_cols[0]}' appears twice in the header")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def bundled_names() -> list[str]:
+    names = sorted(p.parent.name for p in DATA_DIR.glob("*/spec.yaml"))
+    return names + ["synthetic"]
+
+
+def load_dataset(name: str, **synthetic_kwargs) -> Dataset:
+    """A bundled dataset by name (`data/<name>/spec.yaml`), or the seeded `synthetic` generator."""
+    if name == "synthetic":
+        from .synthetic import make_synthetic
+        return make_synthetic(**synthetic_kwargs)
+    spec_path = DATA_DIR / name / "spec.yaml"
+    if not spec_path.is_file():
+        raise SpecError(f"unknown dataset '{name}' (bundled: {', '.join(bundled_names())})")
+    spec = load_spec(spec_path)
+    if spec.data is None:
+        raise SpecError(f"{spec_path}: bundled spec needs a 'data' key")
+    return load_data(spec.resolve(spec.data), spec)
+
+
+def load_data(data: str | Path | pd.DataFrame, spec: DatasetSpec | str | Path) -> Dataset:
+    """User data + spec → checked Dataset. Raises SpecError with one clear line on any problem."""
+    if not isinstance(spec, DatasetSpec):
+        spec = load_spec(spec)
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data, spec.id_column)
+    source = "data" if isinstance(data, pd.DataFrame) else str(data)
+    seqs = {}
+    for m in spec.modalities:
+        if m.kind == "sequence":
+            seq = read_table(spec.resolve(m.table), m.key)
+            seqs[m.name] = seq
+    ds = Dataset(spec, frame.reset_index(drop=True), seqs)
+    check_dataset(ds, source)
+    for m in spec.modalities:
+        if m.kind == "sequence":
+            ds.sequences[m.name] = (seqs[m.name].assign(**{m.key: seqs[m.name][m.key].astype(str)})
+                                   .sort_values([m.key, m.time_column], kind="stable").reset_index(drop=True))
+    return ds
+
+
+# --- checks --------------------------------------------------------------------------------------------
+def _is_numeric(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def check_dataset(ds: Dataset, source: str = "data") -> None:
+    spec, frame = ds.spec, ds.frame
+    cols = set(frame.columns)
+    if spec.id_column is not None:
+        if spec.id_column not in cols:
+            raise SpecError(f"{source}: id column '{spec.id_column}' is not in the table")
+        ids = frame[spec.id_column]
+        if ids.isna().any():
+            raise SpecError(f"{source}: id column '{spec.id_column}' has empty values")
+        dup = ids[ids.astype(str).duplicated()]
+        if len(dup):
+            raise SpecError(f"{source}: duplicate id '{dup.iloc[0]}' in column '{spec.id_column}'")
+    for m in spec.modalities:
+        table = frame if m.kind == "tabular" else ds.sequences[m.name]
+        where = source if m.kind == "tabular" else str(spec.resolve(m.table))
+        needed = m.columns + ([m.key, m.time_column] if m.kind == "sequence" else [])
+        for c in needed:
+            if c not in table.columns:
+                raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is not in the table")
+        for c in m.columns:
+            s = table[c]
+            if _is_numeric(s) and np.isinf(s.to_numpy(dtype=float, na_value=np.nan)).any():
+                raise SpecError(f"{where}: column '{c}' has infinite values")
+        if m.kind == "sequence":
+            if not _is_numeric(table[m.time_column]):
+                raise SpecError(f"{where}: time column '{m.time_column}' must be numeric")
+            keys = set(table[m.key].astype(str))
+            if not keys & set(frame[spec.id_column].astype(str)):
+                raise SpecError(f"{where}: no value of key '{m.key}' matches an id of the main table")
+    for t in spec.tasks:
+        if t.column not in cols:
+            raise SpecError(f"{source}: target column '{t.column}' of task '{t.name}' is not in the table")
+        y = frame[t.column].dropna()
+        if len(y) == 0:
+            raise SpecError(f"{source}: task '{t.name}' has no labelled record")
+        if t.type == "regression":
+            if not _is_numeric(frame[t.column]):
+                raise SpecError(f"{source}: regression target '{t.column}' is not numeric")
+            if not np.isfinite(y.to_numpy(dtype=float)).all():
+                raise SpecError(f"{source}: regression target '{t.column}' has infinite values")
+        elif t.type == "binary":
+            values = sorted(y.astype(str).unique())
+            if len(values) != 2:
+                raise SpecError(f"{source}: binary task '{t.name}' needs exactly 2 values in '{t.column}', "
+                                f"found {len(values)}")
+            if t.positive is not None and str(t.positive) not in values:
+                raise SpecError(f"{source}: positive value '{t.positive}' of task '{t.name}' never occurs")
+        elif y.nunique() < 2:
+            raise SpecError(f"{source}: multiclass task '{t.name}' needs at least 2 classes")
+    pres = ds.presence()
+    for m in spec.modalities:
+        if not pres[m.name].any():
+            raise SpecError(f"{source}: modality '{m.name}' is never present (all its values are missing)")
+
+
+# --- tensors -------------------------------------------------------------------------------------------
+@dataclass
+class TensorData:
+    x: dict[str, torch.Tensor]
+    present: dict[str, torch.Tensor]
+    lengths: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx) -> "TensorData":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        pick = lambda d: {k: v[idx] for k, v in d.items()}
+        return TensorData(pick(self.x), pick(self.present), pick(self.lengths), pick(self.y),
+                          [self.ids[i] for i in idx.tolist()])
+
+    def to(self, device) -> "TensorData":
+        mv = lambda d: {k: v.to(device) for k, v in d.items()}
+        return TensorData(mv(self.x), mv(self.present), mv(self.lengths), mv(self.y), self.ids)
+
+    def with_present(self, present: dict[str, torch.Tensor]) -> "TensorData":
+        """Same data under another presence mask (absent rows are zero-filled by the model)."""
+        return TensorData(self.x, {**self.present, **present}, self.lengths, self.y, self.ids)
+
+
+def _label_values(t: TaskSpec, y: pd.Series) -> list[str]:
+    values = sorted(y.dropna().astype(str).unique())
+    if t.type == "binary":
+        pos = str(t.positive) if t.positive is not None else ("1" if set(values) <= {"0", "1"} or
+                                                              set(values) <= {"0.0", "1.0"} else values[-1])
+        if pos not in values and pos == "1" and "1.0" in values:
+            pos = "1.0"
+        return [v for v in values if v != pos] + [pos]
+    return values
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Statistics fitted on the training split only; JSON round-trips exactly."""
+    numeric: dict[str, dict[str, list[float]]]      # modality -> column -> [mean, std]
+    categories: dict[str, dict[str, list[str]]]     # modality -> column -> categories seen in train
+    classes: dict[str, list[str]]                   # classification task -> class values (binary: [neg, pos])
+    target_stats: dict[str, list[float]]            # regression task -> [mean, std]
+    seq_len: dict[str, int]                         # sequence modality -> time steps kept
+
+    @staticmethod
+    def fit(ds: Dataset) -> "Preprocessor":
+        numeric, categories, seq_len = {}, {}, {}
+        for m in ds.spec.modalities:
+            table = ds.frame if m.kind == "tabular" else ds.sequences[m.name]
+            numeric[m.name], categories[m.name] = {}, {}
+            for c in m.columns:
+                s = table[c]
+                if _is_numeric(s):
+                    v = s.to_numpy(dtype=float, na_value=np.nan)
+                    mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+                    std = float(np.nanstd(v)) if np.isfinite(v).sum() > 1 else 1.0
+                    numeric[m.name][c] = [mean, std if std > 1e-12 else 1.0]
+                else:
+                    categories[m.name][c] = sorted(s.dropna().astype(str).unique().tolist())
+            if m.kind == "sequence":
+                counts = table.groupby(m.key).size()
+                seq_len[m.name] = int(min(MAX_SEQ_LEN, counts.max() if len(counts) else 1))
+        classes, target_stats = {}, {}
+        for t in ds.spec.tasks:
+            y = ds.frame[t.column]
+            if t.type == "regression":
+                v = y.to_numpy(dtype=float, na_value=np.nan)
+                target_stats[t.name] = [float(np.nanmean(v)), float(np.nanstd(v)) or 1.0]
+            else:
+                classes[t.name] = _label_values(t, y)
+        return Preprocessor(numeric, categories, classes, target_stats, seq_len)
+
+    def to_json(self) -> dict:
+        return {"numeric": self.numeric, "categories": self.categories, "classes": self.classes,
+                "target_stats": self.target_stats, "seq_len": self.seq_len}
+
+    @staticmethod
+    def from_json(d: dict) -> "Preprocessor":
+        return Preprocessor(d["numeric"], d["categories"], d["classes"], d["target_stats"], d["seq_len"])
+
+    # --- feature layout ---
+    def feature_names(self, m: ModalitySpec) -> list[str]:
+        """Names of the model's input features for modality m, one-hot columns as 'col=value'."""
+        out = []
+        for c in m.columns:
+            if c in self.numeric[m.name]:
+                out.append(c)
+            else:
+                out += [f"{c}={v}" for v in self.categories[m.name][c] + [MISSING_CAT]]
+        return out
+
+    def source_columns(self, m: ModalitySpec) -> list[str]:
+        """For each input feature, the spec column it came from (sums one-hot attributions back)."""
+        out = []
+        for c in m.columns:
+            n = 1 if c in self.numeric[m.name] else len(self.categories[m.name][c]) + 1
+            out += [c] * n
+        return out
+
+    def n_features(self, m: ModalitySpec) -> int:
+        return len(self.source_columns(m))
+
+    def n_outputs(self, t: TaskSpec) -> int:
+        return len(self.classes[t.name]) if t.type == "multiclass" else 1
+
+    def _encode(self, m: ModalitySpec, table: pd.DataFrame) -> np.ndarray:
+        blocks = []
+        for c in m.columns:
+            s = table[c]
+            if c in self.numeric[m.name]:
+                mean, std = self.numeric[m.name][c]
+                v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                z = (v - mean) / std
+                blocks.append(np.nan_to_num(z, nan=0.0)[:, None])
+            else:
+                cats = self.categories[m.name][c] + [MISSING_CAT]
+                v = s.astype(object).where(s.notna(), MISSING_CAT).astype(str)
+                blocks.append((v.to_numpy()[:, None] == np.asarray(cats)[None, :]).astype(float))
+        return np.concatenate(blocks, axis=1).astype(np.float32)
+
+    def decode_target(self, t: TaskSpec, value: float) -> float:
+        """Regression output (standardized) → target units."""
+        mean, std = self.target_stats[t.name]
+        return value * std + mean
+
+    def transform(self, ds: Dataset) -> TensorData:
+        n = len(ds)
+        ids = ds.ids
+        pres = ds.presence()
+        x, present, lengths, y = {}, {}, {}, {}
+        for m in ds.spec.modalities:
+            present[m.name] = torch.as_tensor(pres[m.name].to_numpy().copy(), dtype=torch.bool)
+            if m.kind == "tabular":
+                x[m.name] = torch.from_numpy(self._encode(m, ds.frame))
+                continue
+            T, F = self.seq_len[m.name], self.n_features(m)
+            arr = np.zeros((n, T, F), dtype=np.float32)
+            lens = np.zeros(n, dtype=np.int64)
+            seq = ds.sequences[m.name]
+            seq = seq[seq[m.columns].notna().any(axis=1)]
+            enc = self._encode(m, seq)
+            pos = {rid: i for i, rid in enumerate(ids)}
+            keys = seq[m.key].astype(str).to_numpy()
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            ends = np.r_[starts[1:], len(keys)]
+            for s, e in zip(starts, ends):
+                i = pos.get(keys[s])
+                if i is None:
+                    continue
+                rows = enc[max(s, e - T):e]       # keep the most recent T steps
+                arr[i, :len(rows)] = rows
+                lens[i] = len(rows)
+            x[m.name] = torch.from_numpy(arr)
+            lengths[m.name] = torch.from_numpy(lens)
+        for t in ds.spec.tasks:
+            col = ds.frame[t.column]
+            if t.type == "regression":
+                mean, std = self.target_stats[t.name]
+                v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                y[t.name] = torch.as_tensor((v - mean) / std, dtype=torch.float32)
+            else:
+                lookup = {c: i for i, c in enumerate(self.classes[t.name])}
+                codes = [lookup.get(str(v), -1) if pd.notna(v) else -1 for v in col.tolist()]
+                codes_t = torch.as_tensor(codes, dtype=torch.long)
+                if t.type == "binary":
+                    f = codes_t.to(torch.float32)
+                    y[t.name] = torch.where(codes_t < 0, torch.tensor(math.nan), f)
+                else:
+                    y[t.name] = codes_t
+        return TensorData(x, present, lengths, y, ids)
+
+
+# --- splits --------------------------------------------------------------------------------------------
+def _strata(ds: Dataset) -> np.ndarray | None:
+    """Stratify on the first classification task (missing label = its own stratum)."""
+    for t in ds.spec.tasks:
+        if t.type != "regression":
+            s = ds.frame[t.column].astype(str).where(ds.frame[t.column].notna(), "?").to_numpy()
+            _, counts = np.unique(s, return_counts=True)
+            return s if counts.min() >= 10 else None
+    return None
+
+
+def split(ds: Dataset, seed: int = 0, val: float = 0.15, test: float = 0.15) -> tuple[np.ndarray, ...]:
+    """Stratified train / validation / test row positions."""
+    idx = np.arange(len(ds))
+    strata = _strata(ds)
+    rest, te = train_test_split(idx, test_size=test, random_state=seed, stratify=strata)
+    st_rest = strata[rest] if strata is not None else None
+    tr, va = train_test_split(rest, test_size=val / (1 - test), random_state=seed, stratify=st_rest)
+    return np.sort(tr), np.sort(va), np.sort(te)
+
+
+def kfold(ds: Dataset, k: int = 5, seed: int = 0, groups: np.ndarray | None = None):
+    """Yield (train, test) row positions: stratified, and grouped when `groups` (e.g. patient ids) repeat."""
+    idx = np.arange(len(ds))
+    strata = _strata(ds)
+    if groups is not None and len(np.unique(groups)) < len(groups):
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        yield from splitter.split(idx, strata if strata is not None else np.zeros(len(idx)), groups)
+    elif strata is not None:
+        yield from StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, strata)
+    else:
+        yield from KFold(k, shuffle=True, random_state=seed).split(idx)

@@ -1,0 +1,185 @@
+"""DatasetSpec: which columns form which modality, which columns are tasks, validated with clear messages.
+
+A spec is YAML (see data/*/spec.yaml). Validation happens in two stages: the spec alone (`load_spec`,
+pydantic), then the spec against a table (`check_frame`). Both raise `SpecError` with one readable line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9_]+$"
+
+
+class SpecError(ValueError):
+    """Bad spec or data: the message names the file, key or column at fault."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModalitySpec(_Frozen):
+    name: str = Field(pattern=ID_PATTERN, description="identifier used in orders, checkpoints and URLs")
+    label: str = Field("", description="shown on screen; defaults to name")
+    description: str = Field("", description="plain-language text shown beside the modality")
+    columns: list[str] = Field(min_length=1, description="feature columns (any names)")
+    column_labels: dict[str, str] = Field(default_factory=dict, description="per-column display names")
+    units: dict[str, str] = Field(default_factory=dict, description="per-column units")
+    kind: Literal["tabular", "sequence"] = Field("tabular", description="sequence = long-format table over time")
+    table: str | None = Field(None, description="sequence only: long table path, relative to the spec")
+    key: str | None = Field(None, description="sequence only: column joining the long table to id_column")
+    time_column: str | None = Field(None, description="sequence only: orders the rows of one record")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+    @model_validator(mode="after")
+    def _sequence_fields(self):
+        if len(set(self.columns)) != len(self.columns):
+            raise ValueError(f"modality '{self.name}' lists a column twice")
+        if self.kind == "sequence":
+            missing = [k for k in ("table", "key", "time_column") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"sequence modality '{self.name}' needs {', '.join(missing)}")
+        return self
+
+
+class TaskSpec(_Frozen):
+    name: str = Field(pattern=ID_PATTERN, description="identifier")
+    label: str = Field("", description="shown on screen; defaults to name")
+    description: str = Field("", description="plain-language meaning of the outcome")
+    column: str = Field(description="target column of the main table")
+    type: Literal["binary", "multiclass", "regression"]
+    positive: str | int | float | bool | None = Field(None, description="binary: the value meaning 'positive'")
+    units: str = Field("", description="regression: the target's units")
+    weight: float = Field(1.0, gt=0, description="weight of this task in the loss")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class MnarRule(_Frozen):
+    """Rule-based MNAR: `modality` is observed only where `column op value` holds."""
+    name: str = Field(pattern=ID_PATTERN)
+    modality: str
+    column: str
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: float | int | str
+    description: str = ""
+
+
+class DatasetSpec(_Frozen):
+    name: str = Field(pattern=ID_PATTERN)
+    title: str = ""
+    description: str = ""
+    data: str | None = Field(None, description="main table, relative to the spec file")
+    id_column: str | None = None
+    modalities: list[ModalitySpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    mnar_rules: list[MnarRule] = Field(default_factory=list)
+    base_dir: str = Field("", description="folder of the spec file; set by load_spec, resolves relative paths")
+
+    @field_validator("modalities")
+    @classmethod
+    def _unique_modalities(cls, mods):
+        names = [m.name for m in mods]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"modality name used twice: {sorted(dup)[0]}")
+        seen: dict[str, str] = {}
+        for m in mods:
+            for c in m.columns:
+                if m.kind == "tabular" and c in seen:
+                    raise ValueError(f"column '{c}' is in two modalities ('{seen[c]}' and '{m.name}')")
+                if m.kind == "tabular":
+                    seen[c] = m.name
+        return mods
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        names = [t.name for t in self.tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"task name used twice: {sorted(dup)[0]}")
+        features = {c for m in self.modalities if m.kind == "tabular" for c in m.columns}
+        for t in self.tasks:
+            if t.column in features:
+                raise ValueError(f"target column '{t.column}' of task '{t.name}' is also used as a feature")
+        if self.id_column is not None and self.id_column in features:
+            raise ValueError(f"id column '{self.id_column}' is also used as a feature")
+        if any(m.kind == "sequence" for m in self.modalities) and self.id_column is None:
+            raise ValueError("a sequence modality needs id_column to join its table")
+        mods = {m.name for m in self.modalities}
+        for r in self.mnar_rules:
+            if r.modality not in mods:
+                raise ValueError(f"mnar rule '{r.name}' names unknown modality '{r.modality}'")
+        return self
+
+    # --- helpers -------------------------------------------------------------------------------------
+    @property
+    def modality_names(self) -> list[str]:
+        return [m.name for m in self.modalities]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def modality(self, name: str) -> ModalitySpec:
+        for m in self.modalities:
+            if m.name == name:
+                return m
+        raise SpecError(f"unknown modality '{name}' (spec has: {', '.join(self.modality_names)})")
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise SpecError(f"unknown task '{name}' (spec has: {', '.join(self.task_names)})")
+
+    def resolve(self, relative: str) -> Path:
+        return Path(self.base_dir) / relative
+
+    def to_json(self) -> dict:
+        return self.model_dump(mode="json", exclude={"base_dir"})
+
+
+def _first_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "top level"
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{source}: {where}: {msg}"
+
+
+def spec_from_dict(raw: object, source: str = "spec", base_dir: str = "") -> DatasetSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: expected a mapping with keys name, modalities, tasks")
+    try:
+        return DatasetSpec.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as err:
+        raise SpecError(_first_error(err, source)) from None
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Read and validate a YAML spec; relative paths inside it resolve against its folder."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: spec file not found") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: spec is not UTF-8 text") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read spec ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{line} is not valid YAML") from None
+    return spec_from_dict(raw, str(path), str(path.parent))

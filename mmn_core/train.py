@@ -1,0 +1,211 @@
+"""fit / predict: Adam, mini-batches, early stopping on a validation split, progress callback.
+
+Training-side options that change *which modalities a record shows the model* live here, as transformations of
+the presence masks of a training batch (both models accept them):
+- presence balancing: per epoch, additionally skip M at random in the class where M is more often present, so
+  that M's presence becomes independent of the label;
+- modality dropout: skip each present modality at random with a fixed, label-independent rate;
+- shuffle-order: a random encoder order per batch (MultiModN only);
+- paper semantics: skip an encoder for the whole batch when any record of the batch lacks it (the official code).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, asdict
+from typing import Callable, Literal
+
+import torch
+
+from .data import TensorData
+from .model import ModelOutput
+
+Semantics = Literal["per-record", "paper"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40                    # upper bound; early stopping usually ends sooner
+    batch_size: int = 256               # per-record skipping makes large batches correct
+    lr: float = 2e-3                    # Adam
+    weight_decay: float = 1e-5          # light L2 against overfitting small cohorts
+    patience: int = 6                   # epochs without validation-loss improvement before stopping
+    seed: int = 0                       # weights, batch order and random skipping
+    shuffle: bool = True                # shuffle training batches (the official MNAR code did not)
+    semantics: Semantics = "per-record"  # "paper": batch-wide skipping as in the official code
+    shuffle_order: bool = False         # random encoder order per batch (MultiModN only)
+    modality_dropout: float = 0.0       # label-independent skip rate per present modality
+    balance_modalities: tuple[str, ...] = ()  # presence balancing for these modalities ...
+    balance_task: str | None = None     # ... with respect to this classification task
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["balance_modalities"] = list(self.balance_modalities)
+        return d
+
+
+History = list[dict]
+Progress = Callable[[dict], None]
+
+
+def batch_wide(present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The official code's skipping: a modality counts as present for a batch only if every record has it."""
+    return {m: p.all().expand_as(p) for m, p in present.items()}
+
+
+def balance_presence(present: dict[str, torch.Tensor], y: torch.Tensor, modalities, gen: torch.Generator
+                     ) -> dict[str, torch.Tensor]:
+    """Skip M at random within each class down to the lowest per-class presence rate (labels: (N,) float with
+    NaN, or long with -1, for unlabelled records, which are left alone)."""
+    labelled = ~torch.isnan(y) if y.is_floating_point() else y >= 0
+    classes = torch.unique(y[labelled])
+    out = dict(present)
+    for m in modalities:
+        p = present[m]
+        rates = {c.item(): p[labelled & (y == c)].float().mean().item() for c in classes}
+        low = min(rates.values())
+        keep = p.clone()
+        for c, rate in rates.items():
+            if rate > low:
+                in_c = labelled & (y == c) & p
+                drop = torch.rand(p.shape[0], generator=gen) < (1 - low / rate)
+                keep &= ~(in_c & drop)
+        out[m] = keep
+    return out
+
+
+def modality_dropout(present: dict[str, torch.Tensor], rate: float, gen: torch.Generator):
+    return {m: p & (torch.rand(p.shape[0], generator=gen) >= rate) for m, p in present.items()}
+
+
+def _batches(n: int, size: int, shuffle: bool, gen: torch.Generator):
+    idx = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
+    return [idx[i:i + size] for i in range(0, n, size)]
+
+
+def _run(model, data: TensorData, idx, present, order=None) -> ModelOutput:
+    x = {k: v[idx] for k, v in data.x.items()}
+    lengths = {k: v[idx] for k, v in data.lengths.items()}
+    return model(x, {k: v[idx] for k, v in present.items()}, lengths, order)
+
+
+@torch.no_grad()
+def predict(model, data: TensorData, batch_size: int = 1024, order: list[str] | None = None,
+            semantics: Semantics = "per-record") -> ModelOutput:
+    """Run the model over `data` in batches (eval mode) and concatenate: logits[t] (K+1, N, C)."""
+    was = model.training
+    model.eval()
+    outs = []
+    for idx in _batches(len(data), batch_size, False, None):
+        present = {k: v[idx] for k, v in data.present.items()}
+        if semantics == "paper":
+            present = batch_wide(present)
+        x = {k: v[idx] for k, v in data.x.items()}
+        lengths = {k: v[idx] for k, v in data.lengths.items()}
+        outs.append(model(x, present, lengths, order))
+    model.train(was)
+    first = outs[0]
+    return ModelOutput(first.steps,
+                       None if first.states is None else torch.cat([o.states for o in outs], dim=1),
+                       {t: torch.cat([o.logits[t] for o in outs], dim=1) for t in first.logits},
+                       torch.cat([o.ran for o in outs], dim=1))
+
+
+@torch.no_grad()
+def evaluate_loss(model, data: TensorData, batch_size: int = 1024, semantics: Semantics = "per-record") -> float:
+    out = predict(model, data, batch_size, semantics=semantics)
+    return float(model.loss(out, data.y))
+
+
+def fit(model, train: TensorData, val: TensorData | None = None, config: TrainConfig = TrainConfig(),
+        progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+        device: str | torch.device | None = None) -> History:
+    """Train in place; keep the weights of the best validation epoch. Returns one dict per epoch.
+
+    `progress(row)` is called after every epoch; `should_stop()` lets a UI cancel between batches (the best
+    weights so far are kept)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    train_d = train.to(device)
+    val_d = val.to(device) if val is not None else None
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    names = model.modality_names
+    history: History = []
+    best, best_state, bad = math.inf, None, 0
+    batch_size = 16 if config.semantics == "paper" else config.batch_size
+    shuffle = config.shuffle and config.semantics != "paper"
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        present = {k: v.cpu() for k, v in train.present.items()}
+        if config.balance_modalities:
+            present = balance_presence(present, train.y[config.balance_task].cpu(), config.balance_modalities, gen)
+        if config.modality_dropout > 0:
+            present = modality_dropout(present, config.modality_dropout, gen)
+        present = {k: v.to(device) for k, v in present.items()}
+        total, count, cancelled = 0.0, 0, False
+        for idx in _batches(len(train), batch_size, shuffle, gen):
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            idx = idx.to(device)
+            p = {k: v[idx] for k, v in present.items()}
+            if config.semantics == "paper":
+                p = batch_wide(p)
+            order = None
+            if config.shuffle_order and model.kind == "multimodn":
+                order = [names[i] for i in torch.randperm(len(names), generator=gen).tolist()]
+            out = model({k: v[idx] for k, v in train_d.x.items()}, p,
+                        {k: v[idx] for k, v in train_d.lengths.items()}, order)
+            loss = model.loss(out, {k: v[idx] for k, v in train_d.y.items()})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            count += len(idx)
+        row = {"epoch": epoch, "train_loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
+        if val_d is not None:
+            row["val_loss"] = evaluate_loss(model, val_d, semantics=config.semantics)
+        history.append(row)
+        if progress is not None:
+            progress({**row, "epochs": config.epochs})
+        score = row.get("val_loss", row["train_loss"])
+        if score < best - 1e-5:
+            best, bad = score, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        if cancelled or (val_d is not None and bad >= config.patience):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+# --- whole-dataset helpers (used by the CLI, the dashboard and the benchmarks) -----------------------------
+def train_model(ds, kind: str = "multimodn", model_config=None, config: TrainConfig = TrainConfig(),
+                rows: tuple | None = None, progress: Progress | None = None,
+                should_stop: Callable[[], bool] | None = None):
+    """Split (or take `rows` = (train, val, test) positions), fit preprocessing on train only, train, and score
+    the test split. Returns a checkpoint.Trained whose `metrics` is the test metric matrix."""
+    from .checkpoint import Trained, build_model
+    from .data import Preprocessor, split
+    from .metrics import metric_matrix
+    from .model import ModelConfig
+    tr, va, te = rows if rows is not None else split(ds, seed=config.seed)
+    prep = Preprocessor.fit(ds.subset(tr))
+    torch.manual_seed(config.seed)
+    model = build_model(kind, ds.spec, prep, model_config or ModelConfig())
+    data = prep.transform(ds)
+    history = fit(model, data.subset(tr), data.subset(va), config, progress, should_stop)
+    test = data.subset(te)
+    out = predict(model, test, semantics=config.semantics)
+    matrix = metric_matrix(out, test.y, model.tasks, prep.target_stats)
+    info = {"train_config": config.to_json(), "dataset": ds.spec.name,
+            "rows": {"train": len(tr), "validation": len(va), "test": len(te)},
+            "test_ids": [data.ids[i] for i in te]}
+    return Trained(model, ds.spec, prep, history, matrix, info)
