@@ -72,7 +72,7 @@ def yes_no(mask: pd.Series, known: pd.Series | None = None) -> pd.Series:
 
 # --- SUPPORT2 ------------------------------------------------------------------------------------------
 # SurvSet renames columns to num_<name> / fac_<name> with '.' -> '_'; we restore the original Hmisc names.
-SUPPORT_RENAME = {"num_num_co": "num.co"}
+SUPPORT_RENAME = {"num_num_co": "num.co", "fac_num_co": "num.co"}
 
 SUPPORT_MODALITIES = [
     dict(name="demographics", label="Demographics & social",
@@ -317,7 +317,7 @@ def build_weather() -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
     day["id"] = day["origin"] + "-" + day["date"].dt.strftime("%Y-%m-%d")
     day["station"] = day["origin"]
     day["month"] = day["date"].dt.month.map(lambda m: MONTHS[m - 1])
-    day["day_of_week"] = day["date"].dt.dayofweek.map(lambda d: DAYS[d])
+    day["day_of_week"] = day["date"].dt.day_of_week.map(lambda d: DAYS[d])
     # Next-day targets: the same station's following calendar day, when that day has any readings.
     nxt = day[["origin", "date", "temp_max", "wind_speed_max", "precip_total"]].copy()
     nxt["date"] = nxt["date"] - pd.Timedelta(days=1)
