@@ -163,7 +163,7 @@ def build_support2() -> tuple[pd.DataFrame, dict, dict]:
     spec = dict(
         name="support2",
         title="SUPPORT2 — seriously ill hospitalised adults",
-        description="9,105 adults hospitalised with one of nine serious illnesses in five US teaching hospitals "
+        description="9,105 adults hospitalised with one of eight serious disease groups in five US teaching hospitals "
                     "(1989–1994). Predict death and functional outcome from what was recorded at entry and on "
                     "study day 3; many tests were not done for every patient.",
         data="data.csv.gz", id_column="id",
@@ -171,12 +171,13 @@ def build_support2() -> tuple[pd.DataFrame, dict, dict]:
         tasks=[
             dict(name="death", label="Death (any time in follow-up)", column="death", type="binary",
                  positive="yes", description="Died at any time during follow-up (up to 5.6 years; median "
-                                             "follow-up of survivors about 2.6 years)"),
+                                             "follow-up of survivors about 2.5 years)"),
             dict(name="death_180d", label="Death within 180 days", column="death_180d", type="binary",
                  positive="yes", description="Died within 180 days of study entry (every patient was followed "
                                              "at least that long or died)"),
             dict(name="sfdm2", label="Functional outcome at 2 months", column="sfdm2", type="multiclass",
-                 description="SUPPORT functional disability level at 2 months: no disability; ADL ≥ 4; "
+                 description="SUPPORT functional disability level at 2 months: no severe disability; ADL ≥ 4 "
+                             "(≥ 5 if rated by a surrogate); "
                              "Sickness Impact Profile ≥ 30; coma or intubated; '<2 mo. follow-up' = died "
                              "before 2 months. Empty when not assessed."),
         ],
@@ -196,6 +197,7 @@ def build_support2() -> tuple[pd.DataFrame, dict, dict]:
 # --- STAR ----------------------------------------------------------------------------------------------
 STAR_GRADE_COLUMNS = ["star", "lunch", "school", "read", "math", "degree", "ladder", "experience", "tethnicity"]
 STAR_GRADES = [("k", "kindergarten", "Kindergarten"), ("1", "grade1", "Grade 1"), ("2", "grade2", "Grade 2")]
+STAR_YEARS = {"k": "1985–86", "1": "1986–87", "2": "1987–88"}
 
 
 def _star_grade_modality(g: str, name: str, label: str) -> dict:
@@ -205,7 +207,7 @@ def _star_grade_modality(g: str, name: str, label: str) -> dict:
            "experience": "Teacher's experience", "tethnicity": "Teacher's ethnicity"}
     return dict(
         name=name, label=label,
-        description=f"{label} year (1985–86 + {0 if g == 'k' else int(g)}): class type (small / regular / "
+        description=f"{label} (school year {STAR_YEARS[g]}): class type (small / regular / "
                     "regular with aide), free-lunch status, school type, Stanford reading and maths scaled "
                     "scores, and the class teacher's degree, career-ladder level, experience and ethnicity. "
                     "Absent when the student was not in a STAR school that year.",
@@ -264,8 +266,8 @@ def build_star() -> tuple[pd.DataFrame, dict, dict]:
                  description=f"Grade-3 maths ≥ {med_m:g} and reading ≥ {med_r:g} (the cohort medians); "
                              "empty when either score is missing"),
             dict(name="dropout", label="Left the study before grade 3", column="dropout", type="binary",
-                 positive="yes", description="No grade-3 record at all (moved away, left a STAR school, or was "
-                                             "held back out of the cohort)"),
+                 positive="yes", description="No grade-3 record at all: the pupil moved away, changed school or "
+                                             "otherwise left the STAR cohort before grade 3"),
         ],
         mnar_rules=[
             dict(name="grade2_if_strong_grade1", modality="grade2",
@@ -298,6 +300,7 @@ def build_weather() -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
     dup = w.duplicated(["origin", "year", "month", "day", "hour"], keep="first")
     n_dup = int(dup.sum())
     w = w[~dup]
+    w[["wind_speed", "wind_gust"]] = w[["wind_speed", "wind_gust"]].round(5)   # knots->mph float noise
     date = pd.to_datetime(w[["year", "month", "day"]])
     w = w.assign(date=date, id=w["origin"] + "-" + date.dt.strftime("%Y-%m-%d"))
     hours = (w[["id", "hour"] + HOUR_COLUMNS].sort_values(["id", "hour"]).reset_index(drop=True))
@@ -447,6 +450,14 @@ def report(title: str, df: pd.DataFrame, spec: dict, pres: dict[str, pd.Series])
         print(f"| {t['name']} | {t['type']} | {lab:.1%} ({y.notna().sum()}) | {d} |")
 
 
+def column_missing(df: pd.DataFrame, spec: dict, seqs: dict[str, pd.DataFrame]) -> None:
+    print("| modality | column | missing |\n|---|---|---|")
+    for m in spec["modalities"]:
+        t = seqs[m["name"]] if m.get("kind") == "sequence" else df
+        for c in m["columns"]:
+            print(f"| {m['name']} | {c} | {t[c].isna().mean():.1%} |")
+
+
 def rate(y: pd.Series) -> str:
     y = y.dropna()
     return f"{(y == 'yes').mean():.1%} (n={len(y)})"
@@ -462,6 +473,7 @@ def support_findings(df: pd.DataFrame) -> None:
               f"{rate(df.death_180d[~m])} |")
     m = df["glucose"].isna()
     alive = df["death"] == "no"
+    print(f"follow-up: max {df['d.time'].max()} d; median of survivors {df['d.time'][alive].median():.0f} d")
     print(f"median follow-up of survivors: glucose missing {df['d.time'][m & alive].median():.0f} d, "
           f"measured {df['d.time'][~m & alive].median():.0f} d")
 
@@ -475,7 +487,7 @@ def star_findings(df: pd.DataFrame) -> None:
     for col in ["mathk", "readk", "math2", "read2"]:
         d, s = df[col][df.dropout == "yes"], df[col][df.dropout == "no"]
         print(f"| mean {col}: dropouts {d.mean():.1f} (n={d.notna().sum()}) vs stayers {s.mean():.1f} "
-              f"(n={s.notna().sum()}) |")
+              f"(n={s.notna().sum()}); sd {df[col].std():.1f} |")
 
 
 def main() -> None:
@@ -484,6 +496,7 @@ def main() -> None:
     write_csv_gz(s_df, HERE / "support2" / "data.csv.gz")
     write_spec(s_spec, HERE / "support2" / "spec.yaml")
     report("support2", s_df, s_spec, s_pres)
+    column_missing(s_df, s_spec, {})
     print("excluded source columns:", s_extra["excluded_source_columns"])
     support_findings(s_df)
 
@@ -492,6 +505,7 @@ def main() -> None:
     write_csv_gz(t_df, HERE / "star" / "data.csv.gz")
     write_spec(t_spec, HERE / "star" / "spec.yaml")
     report("star", t_df, t_spec, t_pres)
+    column_missing(t_df, t_spec, {})
     print(t_extra)
     star_findings(t_df)
 
@@ -501,6 +515,7 @@ def main() -> None:
     write_csv_gz(w_hours, HERE / "weather" / "hours.csv.gz")
     write_spec(w_spec, HERE / "weather" / "spec.yaml")
     report("weather", w_df, w_spec, w_pres)
+    column_missing(w_df, w_spec, {"hours": w_hours})
     n = w_hours.groupby("id").size()
     print(w_extra, f"hour rows {len(w_hours)}; hours per record min {n.min()} median {n.median():.0f} max {n.max()}")
     for p in sorted(HERE.glob("*/*.gz")):
