@@ -176,6 +176,7 @@ def build_support2() -> tuple[pd.DataFrame, dict, dict]:
                  positive="yes", description="Died within 180 days of study entry (every patient was followed "
                                              "at least that long or died)"),
             dict(name="sfdm2", label="Functional outcome at 2 months", column="sfdm2", type="multiclass",
+                 classes=SFDM2_LEVELS,
                  description="SUPPORT functional disability level at 2 months: no severe disability; ADL ≥ 4 "
                              "(≥ 5 if rated by a surrogate); "
                              "Sickness Impact Profile ≥ 30; coma or intubated; '<2 mo. follow-up' = died "

@@ -184,11 +184,11 @@ def check_dataset(ds: Dataset, source: str = "data") -> None:
             if not np.isfinite(y.to_numpy(dtype=float)).all():
                 raise SpecError(f"{source}: regression target '{t.column}' has infinite values")
         elif t.type == "binary":
-            values = sorted(y.astype(str).unique())
+            values = sorted(set(_labels(y)))
             if len(values) != 2:
                 raise SpecError(f"{source}: binary task '{t.name}' needs exactly 2 values in '{t.column}', "
                                 f"found {len(values)}")
-            if t.positive is not None and str(t.positive) not in values:
+            if t.positive is not None and label_str(t.positive) not in values:
                 raise SpecError(f"{source}: positive value '{t.positive}' of task '{t.name}' never occurs")
         elif y.nunique() < 2:
             raise SpecError(f"{source}: multiclass task '{t.name}' needs at least 2 classes")
@@ -225,14 +225,27 @@ class TensorData:
         return TensorData(self.x, {**self.present, **present}, self.lengths, self.y, self.ids)
 
 
-def _label_values(t: TaskSpec, y: pd.Series) -> list[str]:
-    values = sorted(y.dropna().astype(str).unique())
+def label_str(v) -> str:
+    """Canonical text of a label value: 1, 1.0 and "1" are the same class (CSV gaps turn ints into floats)."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(v)
+    if isinstance(v, (int, float, np.integer, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _labels(y: pd.Series) -> list[str]:
+    return [label_str(v) for v in y.dropna().tolist()]
+
+
+def class_values(t: TaskSpec, y: pd.Series) -> list[str]:
+    """Class values in model order: binary [negative, positive]; multiclass the spec's `classes` or sorted."""
+    values = sorted(set(_labels(y)))
     if t.type == "binary":
-        pos = str(t.positive) if t.positive is not None else ("1" if set(values) <= {"0", "1"} or
-                                                              set(values) <= {"0.0", "1.0"} else values[-1])
-        if pos not in values and pos == "1" and "1.0" in values:
-            pos = "1.0"
+        pos = label_str(t.positive) if t.positive is not None else ("1" if set(values) == {"0", "1"} else values[-1])
         return [v for v in values if v != pos] + [pos]
+    if t.classes:
+        return [c for c in t.classes if c in values] + [v for v in values if v not in t.classes]
     return values
 
 
@@ -270,7 +283,7 @@ class Preprocessor:
                 v = y.to_numpy(dtype=float, na_value=np.nan)
                 target_stats[t.name] = [float(np.nanmean(v)), float(np.nanstd(v)) or 1.0]
             else:
-                classes[t.name] = _label_values(t, y)
+                classes[t.name] = class_values(t, y)
         return Preprocessor(numeric, categories, classes, target_stats, seq_len)
 
     def to_json(self) -> dict:
@@ -363,7 +376,7 @@ class Preprocessor:
                 y[t.name] = torch.as_tensor((v - mean) / std, dtype=torch.float32)
             else:
                 lookup = {c: i for i, c in enumerate(self.classes[t.name])}
-                codes = [lookup.get(str(v), -1) if pd.notna(v) else -1 for v in col.tolist()]
+                codes = [lookup.get(label_str(v), -1) if pd.notna(v) else -1 for v in col.tolist()]
                 codes_t = torch.as_tensor(codes, dtype=torch.long)
                 if t.type == "binary":
                     f = codes_t.to(torch.float32)

@@ -57,6 +57,7 @@ class TaskSpec(_Frozen):
     type: Literal["binary", "multiclass", "regression"]
     positive: str | int | float | bool | None = Field(None, description="binary: the value meaning 'positive'")
     units: str = Field("", description="regression: the target's units")
+    classes: list[str] | None = Field(None, description="multiclass: class order for display (e.g. by severity)")
     weight: float = Field(1.0, gt=0, description="weight of this task in the loss")
 
     @property

@@ -83,7 +83,8 @@ def make_synthetic(n: int = 3000, seed: int = 0, mnar: float = 1.5, extra_modali
                    "positive": 1},
                   {"name": "score", "label": "Severity score", "column": "score", "type": "regression",
                    "units": "points"},
-                  {"name": "stage", "label": "Stage", "column": "stage", "type": "multiclass"}],
+                  {"name": "stage", "label": "Stage", "column": "stage", "type": "multiclass",
+                   "classes": ["early", "middle", "late"]}],
         "mnar_rules": [{"name": "labs_if_tachycardic", "modality": "labs", "column": "heart_rate", "op": ">=",
                         "value": 90, "description": "Labs drawn only when heart rate is at least 90/min"}],
     }, "synthetic")
