@@ -168,7 +168,9 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
             count += len(idx)
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if val_d is not None:
-            row["val_loss"] = evaluate_loss(model, val_d, semantics=config.semantics)
+            # paper semantics: validate as the official code did (batch 16, batch-wide skipping)
+            row["val_loss"] = evaluate_loss(model, val_d, batch_size if config.semantics == "paper" else 1024,
+                                            semantics=config.semantics)
         history.append(row)
         if progress is not None:
             progress({**row, "epochs": config.epochs})
