@@ -1,9 +1,10 @@
 """A trained model as a unit (`Trained`), and its checkpoint: `model.safetensors` + `config.json`.
 
 Loading rebuilds the model from JSON and reads tensors with safetensors: no pickle, no code runs. The JSON
-holds the SHA-256 of the weights file, so a truncated or tampered file is refused with a clear message. A save
-writes a complete new folder beside the old one and swaps it in with renames, so an interrupted save leaves
-the previous checkpoint intact.
+holds the SHA-256 of the weights file and of its own content, so a truncated, tampered or hand-edited
+checkpoint is refused with a clear message (an edited statistic would silently change every prediction). A
+save writes a complete new folder beside the old one and swaps it in with renames; if the swap fails the old
+folder is put back, and a crash between the two renames is recovered by `load` (it reads `.<name>.old`).
 """
 from __future__ import annotations
 
@@ -60,6 +61,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _config_sha256(config: dict) -> str:
+    """Hash of config.json's content (without this hash): canonical JSON, so re-reading gives the same hash."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _old(directory: Path) -> Path:
+    """Where `save` parks the previous checkpoint during the swap."""
+    return directory.with_name(f".{directory.name}.old")
+
+
 def save(trained: Trained, directory: str | Path) -> Path:
     directory = Path(directory).resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -72,15 +85,23 @@ def save(trained: Trained, directory: str | Path) -> Path:
                   "model_config": trained.model.config.to_json(), "spec": trained.spec.to_json(),
                   "preprocessing": trained.prep.to_json(), "metrics": trained.metrics,
                   "history": trained.history, "info": trained.info, "weights_sha256": _sha256(weights)}
+        config["config_sha256"] = _config_sha256(config)
         with open(tmp / "config.json", "w", encoding="utf-8") as f:
             json.dump(config, f, indent=1, allow_nan=True)
             f.flush()
             os.fsync(f.fileno())
-        old = directory.with_name(f".{directory.name}.old")
+        old = _old(directory)
+        moved = False
         if directory.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(directory, old)
-        os.replace(tmp, directory)
+            moved = True
+        try:
+            os.replace(tmp, directory)
+        except BaseException:
+            if moved and not directory.exists():   # put the previous checkpoint back where it was
+                os.replace(old, directory)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -90,6 +111,8 @@ def save(trained: Trained, directory: str | Path) -> Path:
 def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
     """Rebuild a Trained from a checkpoint folder. With `spec`, refuse a checkpoint trained on another spec."""
     directory = Path(directory)
+    if not directory.exists() and _old(directory).is_dir():
+        directory = _old(directory)            # a save crashed between its two renames: the previous one
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(f"{directory}: not a checkpoint (needs config.json and model.safetensors)")
@@ -99,14 +122,19 @@ def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
         raise CheckpointError(f"{cfg_path}: config.json is not valid JSON") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: unknown checkpoint format (expected {FORMAT})")
+    # checkpoints saved before the config hash existed have none; every checkpoint saved now carries one
+    if "config_sha256" in cfg and cfg["config_sha256"] != _config_sha256(cfg):
+        raise CheckpointError(f"{cfg_path}: config.json was edited after saving (checksum mismatch)")
     if _sha256(weights) != cfg.get("weights_sha256"):
         raise CheckpointError(f"{weights}: weights do not match config.json (file truncated or modified)")
     try:
         ck_spec = spec_from_dict(cfg["spec"], f"{cfg_path} spec")
         prep = Preprocessor.from_json(cfg["preprocessing"])
         model = build_model(cfg["kind"], ck_spec, prep, ModelConfig(**cfg["model_config"]))
-    except (KeyError, TypeError, SpecError) as err:
-        raise CheckpointError(f"{cfg_path}: incomplete or inconsistent config ({err})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        # e.g. a negative size makes torch raise RuntimeError; report it, never a traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{cfg_path}: incomplete or inconsistent config ({first})") from None
     if spec is not None and spec.to_json() != ck_spec.to_json():
         raise CheckpointError(f"{directory}: checkpoint was trained on spec '{ck_spec.name}', which differs from "
                               f"the spec given ('{spec.name}')")
