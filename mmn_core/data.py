@@ -65,6 +65,13 @@ class Dataset:
 
 
 # --- reading files -------------------------------------------------------------------------------------
+def _size(n: int) -> str:
+    """Bytes for people: '1.5 MB', '12 KB', '300 bytes' (a small cap must not print as '0 MB')."""
+    if n >= 2**20:
+        return f"{n / 2**20:.1f} MB".replace(".0 MB", " MB")
+    return f"{n / 2**10:.0f} KB" if n >= 2**10 else f"{n} bytes"
+
+
 def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     """Read CSV (optionally gzip) or Parquet; every failure becomes a SpecError naming the file."""
     path = Path(path)
@@ -74,13 +81,17 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     if size == 0:
         raise SpecError(f"{path}: file is empty")
     if size > MAX_FILE_BYTES:
-        raise SpecError(f"{path}: file is {size / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB cap")
+        raise SpecError(f"{path}: file is {_size(size)}, over the {_size(MAX_FILE_BYTES)} cap")
     dtype = {id_column: str} if id_column else None
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
+            header = [str(c) for c in frame.columns]
         else:
             frame = pd.read_csv(path, dtype=dtype, encoding="utf-8", encoding_errors="strict")
+            # read_csv renames a repeated header name ("a" -> "a.1"), so look at the raw header row
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
+                                 encoding="utf-8", encoding_errors="strict").iloc[0].tolist()
     except UnicodeDecodeError:
         raise SpecError(f"{path}: file is not UTF-8 text") from None
     except pd.errors.EmptyDataError:
@@ -92,7 +103,7 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
         raise SpecError(f"{path}: cannot read table ({type(err).__name__})") from None
     if len(frame) == 0:
         raise SpecError(f"{path}: table has a header but no rows")
-    dup_cols = frame.columns[frame.columns.duplicated()].tolist()
+    dup_cols = [c for i, c in enumerate(header) if c in header[:i]]
     if dup_cols:
         raise SpecError(f"{path}: column '{dup_cols[0]}' appears twice in the header")
     frame.columns = [str(c) for c in frame.columns]
@@ -195,7 +206,8 @@ def check_dataset(ds: Dataset, source: str = "data") -> None:
     pres = ds.presence()
     for m in spec.modalities:
         if not pres[m.name].any():
-            raise SpecError(f"{source}: modality '{m.name}' is never present (all its values are missing)")
+            where = source if m.kind == "tabular" else str(spec.resolve(m.table))
+            raise SpecError(f"{where}: modality '{m.name}' is never present (all its values are missing)")
 
 
 # --- tensors -------------------------------------------------------------------------------------------
