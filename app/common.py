@@ -1,0 +1,101 @@
+"""Small helpers shared by the pages: safe text, display names from the spec, the active bundle."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import streamlit as st
+
+from mmn_core import CheckpointError, SpecError
+
+from . import resources as R
+from . import state as S
+from .figures import number, pct, with_units
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])")
+
+STATE_HELP = ("The model's 'state' is a short list of numbers (its memory) that it carries from one step to the "
+              "next: each kind of data updates it, and every prediction is read from it.")
+
+
+def md(text) -> str:
+    """User text (file, column, record names) for a Markdown slot (st.markdown, labels, captions, alerts):
+    every Markdown/HTML/emoji/LaTeX character is backslash-escaped, so it shows literally."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def swatch(color: str) -> str:
+    """A coloured dot for a Markdown label (the colour is ours, never user text)."""
+    return f':color[●]{{foreground="{color}"}}'
+
+
+def mod_label(spec, name: str) -> str:
+    return spec.modality(name).display
+
+
+def task_label(spec, name: str) -> str:
+    return spec.task(name).display
+
+
+def col_label(mspec, column: str) -> str:
+    return mspec.column_labels.get(column, column)
+
+
+def class_name(classes: list[str], code) -> str:
+    if code is None or (isinstance(code, float) and np.isnan(code)):
+        return "not recorded"
+    return str(classes[int(code)])
+
+
+def value_text(task, value, classes=None) -> str:
+    """A final prediction as a reader sees it: '63%', '12.4 points', or 'SIP>=30 (54%)'."""
+    if task.type == "binary":
+        return pct(float(value))
+    if task.type == "multiclass":
+        v = np.asarray(value, dtype=float)
+        c = int(v.argmax())
+        return f"{classes[c]} ({pct(v[c])})"
+    return with_units(float(value), task.units)
+
+
+def actual_text(task, label, classes=None) -> str:
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        return "not recorded"
+    if task.type == "regression":
+        return with_units(float(label), task.units)
+    return str(classes[int(label)])
+
+
+def raw_text(value, units: str = "") -> str:
+    """A raw data value for display ('112 beats/min', 'female', 'not measured')."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "not measured"
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{number(float(value))} {units}".strip()
+    return f"{value} {units}".strip()
+
+
+def show_error(err: Exception, what: str = "") -> None:
+    """One clear line for bad input, never a traceback."""
+    st.error(f"{what}{md(err)}" if what else md(err), icon="⚠️")
+
+
+def require_bundle() -> R.Bundle:
+    """The active bundle, or a clear message and st.stop()."""
+    ref = R.active_ref(st.session_state)
+    name = st.session_state.get(S.DATASET) or R.DEFAULT_DATASET
+    if ref is None:
+        if name in st.session_state.get(S.UPLOADS, {}):
+            st.info("This uploaded dataset has no model yet: train one on the **Model** page.", icon="ℹ️")
+        else:
+            st.error(f"No trained model found for this dataset: the shipped checkpoint "
+                     f"{md(R.shipped_dir(name, 'multimodn'))} is missing. Train one on the **Model** page, or "
+                     f"rebuild the shipped ones with `python data/train_checkpoints.py`.", icon="⚠️")
+        st.stop()
+    try:
+        return R.get_bundle(ref)
+    except (SpecError, CheckpointError, OSError) as err:
+        show_error(err, "Cannot open the model: ")
+        st.stop()

@@ -1,0 +1,471 @@
+"""Pure figure functions: numbers in, plotly Figure out (no Streamlit, no torch), tested in tests/test_figures.py.
+
+Conventions: one colour per modality everywhere (Okabe–Ito, extended with Paul Tol's muted colours past seven
+modalities), MultiModN and P-Fusion in two fixed colours, risks as whole percentages, regression in the target's
+units. Every string that may come from a user's spec passes through `esc` before reaching plotly, whose text
+renderer understands a few HTML tags (links included): escaped text is shown literally.
+"""
+from __future__ import annotations
+
+import html
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442"]
+TOL_EXTRA = ["#882255", "#999933", "#332288", "#44AA99", "#AA4499", "#661100", "#117733"]
+PALETTE = OKABE_ITO + TOL_EXTRA
+PRIOR_COLOR = "#7F7F7F"
+LINE_COLOR = "#404040"
+MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
+MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
+OUTCOME_COLORS = ["#C8C8C8", "#404040"]          # cohort map, binary: negative light, positive dark
+CLASS_SCALE = "Cividis"                          # multiclass / regression colouring (colour-blind safe)
+STATE_SCALE = "PuOr"                             # diverging, colour-blind safe
+FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
+
+
+# --- text helpers ------------------------------------------------------------------------------------------
+def esc(text) -> str:
+    """Text for plotly: '<' and '&' are shown literally instead of being read as markup."""
+    return html.escape(str(text), quote=False)
+
+
+def pct(p: float) -> str:
+    """Probability → whole percentage ('63%'); NaN → '–'."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return f"{100 * float(p):.0f}%"
+
+
+def points(d: float) -> str:
+    """Change of a probability in percentage points ('+7 points', '−3 points', 'no change')."""
+    v = 100 * float(d)
+    if abs(v) < 0.5:
+        return "no change" if abs(v) < 0.05 else f"{'+' if v > 0 else '−'}<1 point"
+    s = f"{abs(v):.0f}"
+    return f"{'+' if v > 0 else '−'}{s} point{'s' if s != '1' else ''}"
+
+
+def number(v: float, digits: int | None = None) -> str:
+    """A value in units with sensible precision (3 significant digits, no exponent for everyday sizes)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    v = float(v)
+    if digits is None:
+        a = abs(v)
+        digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 0.1 else 3
+    return f"{v:,.{digits}f}"
+
+
+def with_units(v: float, units: str = "") -> str:
+    return f"{number(v)} {units}".strip()
+
+
+def signed(v: float, units: str = "") -> str:
+    s = number(abs(v))
+    return f"{'+' if v >= 0 else '−'}{s} {units}".strip()
+
+
+def modality_colors(names: Sequence[str]) -> dict[str, str]:
+    """One fixed colour per modality, by its position in the spec (so every chart agrees)."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left") if title else None, height=height,
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=10), font=FONT,
+                      plot_bgcolor="white", paper_bgcolor="white", hoverlabel=dict(align="left"), **kw)
+    fig.update_xaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False)
+    fig.update_yaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False)
+    return fig
+
+
+# --- Explorer: the step chart ----------------------------------------------------------------------------------
+def _value_text(task_type: str, v: float, units: str) -> str:
+    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, units)
+
+
+def _change_text(task_type: str, d: float, units: str) -> str:
+    return points(d) if task_type in ("binary", "multiclass") else signed(d, units)
+
+
+def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndarray, skipped: Sequence[bool], *,
+               task_type: str, task_label: str, colors: dict[str, str], units: str = "",
+               classes: Sequence[str] | None = None, truth: float | None = None,
+               skip_reasons: Sequence[str] | None = None, sentences: Sequence[str] | None = None,
+               height: int = 330) -> go.Figure:
+    """The prediction after each step of one record, for one task.
+
+    steps: ["prior", m1, ..., mK] (names), step_labels: display names (same length); values: (K+1,) — binary
+    P(positive), regression in units — or (K+1, C) class probabilities; skipped: (K,) bool; truth: binary/
+    multiclass class index, regression value, None/NaN if unknown; skip_reasons: (K,) e.g. "not measured";
+    sentences: (K+1,) plain-language text shown on hover.
+    x = Prior, modalities in encoding order, Actual; skipped steps are hollow markers reached by a dashed line.
+    """
+    values = np.asarray(values, dtype=float)
+    skipped = np.asarray(skipped, dtype=bool)
+    k = len(steps) - 1
+    if values.shape[0] != k + 1 or skipped.shape[0] != k:
+        raise ValueError(f"values ({values.shape[0]}) and skipped ({skipped.shape[0]}) do not match "
+                         f"{k} steps")
+    xs = np.arange(k + 1)
+    ticks = [esc(s) for s in step_labels]
+    has_truth = truth is not None and not (isinstance(truth, float) and math.isnan(truth))
+    tickvals = list(xs) + ([k + 1] if has_truth else [])
+    ticktext = ticks + (["Actual"] if has_truth else [])
+    reasons = list(skip_reasons) if skip_reasons is not None else ["skipped"] * k
+    fig = go.Figure()
+    for j in range(k):            # light band behind every skipped step
+        if skipped[j]:
+            fig.add_vrect(x0=j + 0.5, x1=j + 1.5, fillcolor="#999999", opacity=0.08, line_width=0)
+    percent = task_type in ("binary", "multiclass")
+    scale = 100.0 if percent else 1.0
+    series = [values] if values.ndim == 1 else [values[:, c] for c in range(values.shape[1])]
+    if values.ndim == 1:
+        names = [esc(task_label)]
+        line_colors = [LINE_COLOR]
+    else:
+        names = [esc(c) for c in (classes or [f"class {c + 1}" for c in range(values.shape[1])])]
+        line_colors = _sample_scale(len(series))
+    for c, (v, name, lc) in enumerate(zip(series, names, line_colors)):
+        solid_x, solid_y, dash_x, dash_y = [], [], [], []
+        for j in range(k):
+            tx, ty = (dash_x, dash_y) if skipped[j] else (solid_x, solid_y)
+            tx += [j, j + 1, None]
+            ty += [scale * v[j], scale * v[j + 1], None]
+        hover = []
+        for j in range(k + 1):
+            head = "<b>Prior</b> (before any data)" if j == 0 else f"<b>{ticks[j]}</b>"
+            line = f"{names[c] if values.ndim == 2 else 'Prediction'}: {_value_text(task_type, v[j], units)}"
+            if j > 0 and skipped[j - 1]:
+                head += f" — {esc(reasons[j - 1])}"
+                line += " (unchanged)"
+            elif j > 0:
+                line += f" ({_change_text(task_type, v[j] - v[j - 1], units)})"
+            extra = f"<br>{esc(sentences[j])}" if sentences is not None and j < len(sentences) and sentences[j] \
+                else ""
+            hover.append(f"{head}<br>{line}{extra}")
+        if values.ndim == 1:
+            mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
+        else:
+            mcolors = [lc] * (k + 1)
+        symbols = ["circle"] + ["circle-open" if s else "circle" for s in skipped]
+        width = 3 if (values.ndim == 2 and has_truth and int(truth) == c) else 2
+        fig.add_trace(go.Scatter(x=solid_x, y=solid_y, mode="lines", line=dict(color=lc, width=width),
+                                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (steps that ran)"))
+        fig.add_trace(go.Scatter(x=dash_x, y=dash_y, mode="lines", line=dict(color=lc, width=width, dash="dash"),
+                                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (skipped steps)"))
+        fig.add_trace(go.Scatter(x=xs, y=scale * v, mode="markers", name=names[c],
+                                 marker=dict(color=mcolors, symbol=symbols, size=13,
+                                             line=dict(width=2.5, color=mcolors)),
+                                 hovertext=hover, hoverinfo="text", showlegend=values.ndim == 2))
+    if has_truth:
+        if task_type == "binary":
+            ty, label = 100.0 * float(truth), (classes[int(truth)] if classes else str(int(truth)))
+        elif task_type == "multiclass":
+            ty, label = 100.0, (classes[int(truth)] if classes else str(int(truth)))
+        else:
+            ty, label = float(truth), with_units(truth, units)
+        fig.add_trace(go.Scatter(x=[k + 1], y=[ty], mode="markers+text", name="Actual outcome",
+                                 marker=dict(symbol="star", size=16, color="black"),
+                                 text=[esc(label)], textposition="middle left" if k > 0 else "top center",
+                                 hovertext=[f"<b>Actual outcome</b><br>{esc(label)}"], hoverinfo="text",
+                                 showlegend=False))
+    if percent:
+        ytitle = "Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"
+        fig.update_yaxes(range=[-4, 104], ticksuffix="%", title=ytitle)
+    else:
+        fig.update_yaxes(title=f"Prediction ({esc(units)})" if units else "Prediction")
+    fig.update_xaxes(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
+                     title="Step (modality encoded)")
+    _layout(fig, esc(task_label), height=height + (40 if values.ndim == 2 else 0),
+            legend=dict(orientation="h", yanchor="top", y=-0.42, xanchor="left", x=0, title=None))
+    return fig
+
+
+def _sample_scale(n: int) -> list[str]:
+    """n colours from the cividis scale (multiclass lines)."""
+    from plotly.colors import sample_colorscale
+    # stop short of cividis' pale yellow end, which vanishes on white
+    return sample_colorscale(CLASS_SCALE, [0.85 * i / max(n - 1, 1) for i in range(n)]) if n > 1 else ["#404040"]
+
+
+# --- Explorer: Shapley, attributions, state -------------------------------------------------------------------
+def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray, colors: dict[str, str], *,
+                 task_type: str, task_label: str, units: str = "", status: dict[str, str] | None = None,
+                 class_label: str | None = None, height: int | None = None) -> go.Figure:
+    """Each modality's exact Shapley value for one task of one record (sums to final − prior).
+
+    values: (E,) in probability (binary/multiclass, shown in percentage points) or in units (regression);
+    status[name]: "" when used, else why not (e.g. "not measured", "turned off") — shown instead of a bar."""
+    values = np.asarray(values, dtype=float)
+    status = status or {}
+    percent = task_type in ("binary", "multiclass")
+    x = values * (100.0 if percent else 1.0)
+    texts = []
+    for n, v in zip(names, values):
+        texts.append(esc(status[n]) if status.get(n) else (points(v) if percent else signed(v, units)))
+    fig = go.Figure(go.Bar(
+        y=[esc(l) for l in labels], x=x, orientation="h", marker_color=[colors.get(n, PRIOR_COLOR) for n in names],
+        text=texts, textposition="outside", cliponaxis=False,
+        hovertext=[f"<b>{esc(l)}</b><br>{t}" for l, t in zip(labels, texts)], hoverinfo="text", name="Shapley"))
+    if percent:
+        target = f"P({esc(class_label)})" if class_label else "the risk"
+        xt = f"Contribution to {target} (percentage points)"
+    else:
+        xt = f"Contribution ({esc(units)})" if units else "Contribution"
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=xt, zeroline=True, zerolinecolor="#888888")
+    span = float(np.nanmax(np.abs(x))) if len(x) and np.isfinite(x).any() else 1.0
+    fig.update_xaxes(range=[-1.6 * span - 1e-9, 1.6 * span + 1e-9])
+    return _layout(fig, f"Why: {esc(task_label)}", height=height or 80 + 34 * len(names))
+
+
+def attribution_bars(labels: Sequence[str], values: np.ndarray, raw: Sequence[str], color: str, *,
+                     title: str, x_title: str, top: int = 15) -> go.Figure:
+    """Signed feature attributions of one step, largest |value| first, each bar labelled with the record's
+    raw value ('Heart rate = 112 beats/min'). values: (F,) in the prediction's units."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(-np.abs(np.nan_to_num(values)))[:top]
+    ylab = [f"{esc(labels[i])} = {esc(raw[i])}" for i in order]
+    v = values[order]
+    fig = go.Figure(go.Bar(y=ylab, x=v, orientation="h", marker_color=color,
+                           marker_line=dict(color="#404040", width=0.5),
+                           hovertext=[f"<b>{y}</b><br>attribution {number(x)}" for y, x in zip(ylab, v)],
+                           hoverinfo="text", name="attribution"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=esc(x_title), zeroline=True, zerolinecolor="#888888")
+    return _layout(fig, esc(title), height=90 + 28 * len(order))
+
+
+def state_heatmap(states: np.ndarray, step_labels: Sequence[str], skipped: Sequence[bool] | None = None
+                  ) -> go.Figure:
+    """The record's state after each step: rows = steps (Prior on top), columns = state dimensions.
+    states: (K+1, S)."""
+    states = np.asarray(states, dtype=float)
+    ylab = [esc(s) + (" (skipped)" if skipped is not None and j > 0 and skipped[j - 1] else "")
+            for j, s in enumerate(step_labels)]
+    lim = float(np.nanmax(np.abs(states))) if states.size else 1.0
+    fig = go.Figure(go.Heatmap(z=states, x=[str(i + 1) for i in range(states.shape[1])], y=ylab,
+                               colorscale=STATE_SCALE, zmid=0, zmin=-lim, zmax=lim,
+                               colorbar=dict(title="value", thickness=12),
+                               hovertemplate="%{y}<br>state dimension %{x}: %{z:.2f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(title="State dimension", type="category")
+    return _layout(fig, "The model's state after each step", height=80 + 26 * len(step_labels))
+
+
+def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type: str, outcome_label: str,
+              classes: Sequence[str] | None, path_xy: np.ndarray, steps: Sequence[str],
+              step_labels: Sequence[str], colors: dict[str, str], skipped: Sequence[bool],
+              units: str = "") -> go.Figure:
+    """The record's path through the cohort's 2-D map of final states.
+
+    cohort_xy: (N, 2); cohort_values: (N,) actual outcome (class index, NaN = unknown, or value in units);
+    path_xy: (K+1, 2) the record's state after each step, projected the same way."""
+    cohort_xy = np.asarray(cohort_xy, dtype=float)
+    cohort_values = np.asarray(cohort_values, dtype=float)
+    path_xy = np.asarray(path_xy, dtype=float)
+    fig = go.Figure()
+    known = ~np.isnan(cohort_values)
+    if (~known).any():
+        fig.add_trace(go.Scattergl(x=cohort_xy[~known, 0], y=cohort_xy[~known, 1], mode="markers",
+                                   marker=dict(size=4, color="#E8E8E8"), name="outcome unknown",
+                                   hoverinfo="skip"))
+    if outcome_type == "regression":
+        fig.add_trace(go.Scattergl(x=cohort_xy[known, 0], y=cohort_xy[known, 1], mode="markers",
+                                   marker=dict(size=4, color=cohort_values[known], colorscale=CLASS_SCALE,
+                                               opacity=0.5, colorbar=dict(title=esc(units) or "value",
+                                                                          thickness=12)),
+                                   name=esc(outcome_label), hoverinfo="skip"))
+    else:
+        cls = list(classes or [])
+        n_cls = max(len(cls), int(np.nanmax(cohort_values)) + 1 if known.any() else 0)
+        palette = OUTCOME_COLORS if n_cls == 2 else _sample_scale(n_cls)
+        for c in range(n_cls):
+            sel = known & (cohort_values == c)
+            name = cls[c] if c < len(cls) else str(c)
+            fig.add_trace(go.Scattergl(x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
+                                       marker=dict(size=4, color=palette[c], opacity=0.55),
+                                       name=f"actual: {esc(name)}", hoverinfo="skip"))
+    sk = np.asarray(skipped, dtype=bool)
+    mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
+    symbols = ["square"] + ["circle-open" if s else "circle" for s in sk]
+    fig.add_trace(go.Scatter(x=path_xy[:, 0], y=path_xy[:, 1], mode="lines+markers+text",
+                             line=dict(color="black", width=1.5),
+                             marker=dict(size=12, color=mcolors, symbol=symbols, line=dict(width=2, color=mcolors)),
+                             text=[esc(l) for l in step_labels], textposition="top center",
+                             textfont=dict(size=11), name="this record, step by step",
+                             hovertext=[esc(l) + (" (skipped)" if j > 0 and sk[j - 1] else "")
+                                        for j, l in enumerate(step_labels)], hoverinfo="text"))
+    fig.update_xaxes(showticklabels=False, title="map axis 1")
+    fig.update_yaxes(showticklabels=False, title="map axis 2")
+    return _layout(fig, f"Where this record sits among the cohort (coloured by {esc(outcome_label)})",
+                   height=480, legend=dict(orientation="h", yanchor="top", y=-0.08))
+
+
+def compare_bars(task_labels: Sequence[str], mmn: Sequence[float], pf: Sequence[float],
+                 mmn_all: Sequence[float] | None = None, pf_all: Sequence[float] | None = None) -> go.Figure:
+    """Final risks (binary tasks) of MultiModN and P-Fusion for this record under the current toggles, and
+    (lighter) with every measured modality. Inputs are probabilities."""
+    fig = go.Figure()
+    labels = [esc(t) for t in task_labels]
+    for key, vals, alls in (("multimodn", mmn, mmn_all), ("pfusion", pf, pf_all)):
+        fig.add_trace(go.Bar(x=labels, y=[100 * v for v in vals], name=f"{MODEL_NAMES[key]} (your toggles)",
+                             marker_color=MODEL_COLORS[key], text=[pct(v) for v in vals],
+                             textposition="outside", cliponaxis=False))
+        if alls is not None:
+            fig.add_trace(go.Bar(x=labels, y=[100 * v for v in alls], name=f"{MODEL_NAMES[key]} (all measured data)",
+                                 marker=dict(color="white", line=dict(color=MODEL_COLORS[key], width=2)),
+                                 text=[pct(v) for v in alls], textposition="outside", cliponaxis=False))
+    fig.update_yaxes(range=[0, 110], ticksuffix="%", title="Predicted risk (%)")
+    return _layout(fig, "Same record, both models", height=380, barmode="group",
+                   legend=dict(orientation="h", yanchor="bottom", y=1.02))
+
+
+# --- model card and cohort -------------------------------------------------------------------------------------
+def presence_bars(names: Sequence[str], labels: Sequence[str], fractions: Sequence[float],
+                  colors: dict[str, str]) -> go.Figure:
+    """Fraction of records in which each modality was measured."""
+    f = np.asarray(fractions, dtype=float)
+    fig = go.Figure(go.Bar(y=[esc(l) for l in labels], x=100 * f, orientation="h",
+                           marker_color=[colors.get(n, PRIOR_COLOR) for n in names],
+                           text=[pct(v) for v in f], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: measured in %{x:.0f}% of records<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(range=[0, 112], ticksuffix="%", title="Records in which it was measured")
+    return _layout(fig, "How often each kind of data is present", height=80 + 30 * len(names))
+
+
+METRIC_LABELS = {"auroc": "AUROC", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy",
+                 "mae": "mean absolute error", "rmse": "RMSE", "r2": "R²"}
+
+
+def metric_heatmap(matrix: dict, task_names: Sequence[str], task_labels: Sequence[str],
+                   step_labels: Sequence[str], metrics: dict[str, str]) -> go.Figure:
+    """Per-step × per-task test metric: rows = tasks ('Death (AUROC)'), columns = after each step.
+
+    matrix: {"steps": [...], "tasks": {task: {metric: [value per step]}}}; metrics[task]: metric shown."""
+    z, text, ylab = [], [], []
+    for n, l in zip(task_names, task_labels):
+        m = metrics[n]
+        row = [float(v) if v is not None else math.nan for v in matrix["tasks"][n][m]]
+        z.append(row)
+        text.append(["–" if math.isnan(v) else f"{v:.2f}" for v in row])
+        ylab.append(f"{esc(l)} ({METRIC_LABELS.get(m, m)})")
+    fig = go.Figure(go.Heatmap(z=z, x=[esc(s) for s in step_labels], y=ylab, text=text, texttemplate="%{text}",
+                               colorscale=CLASS_SCALE, zmin=0.5 if all(metrics[n] == "auroc" for n in task_names)
+                               else None, zmax=1.0 if all(metrics[n] in ("auroc", "accuracy", "balanced_accuracy")
+                                                          for n in task_names) else None,
+                               colorbar=dict(thickness=12),
+                               hovertemplate="%{y}<br>after %{x}: %{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="After step", type="category", tickangle=-30)
+    return _layout(fig, "Test performance after each step", height=120 + 40 * len(task_names))
+
+
+def history_chart(histories: dict[str, list[dict]]) -> go.Figure:
+    """Training (solid) and validation (dashed) loss per epoch, one colour per model kind."""
+    fig = go.Figure()
+    for kind, rows in histories.items():
+        color = MODEL_COLORS.get(kind, LINE_COLOR)
+        name = MODEL_NAMES.get(kind, kind)
+        ep = [r["epoch"] for r in rows]
+        fig.add_trace(go.Scatter(x=ep, y=[r["train_loss"] for r in rows], mode="lines+markers",
+                                 name=f"{name}: training", line=dict(color=color), marker=dict(size=5)))
+        if rows and "val_loss" in rows[0]:
+            fig.add_trace(go.Scatter(x=ep, y=[r.get("val_loss") for r in rows], mode="lines+markers",
+                                     name=f"{name}: validation", line=dict(color=color, dash="dash"),
+                                     marker=dict(size=5, symbol="circle-open")))
+    fig.update_xaxes(title="Epoch")
+    fig.update_yaxes(title="Loss (lower is better)")
+    return _layout(fig, "Training history", height=320)
+
+
+def importance_ranges(names: Sequence[str], labels: Sequence[str], q10: Sequence[float], q50: Sequence[float],
+                      q90: Sequence[float], mean_abs: Sequence[float], colors: dict[str, str], *, task_type: str,
+                      task_label: str, units: str = "") -> go.Figure:
+    """Each modality's Shapley contribution over the cohort, as a distribution: the bar spans the middle 80 % of
+    records (10th–90th percentile), the dot is the median; the hover adds the mean absolute contribution.
+    Values in probability (binary/multiclass, shown in points) or in units (regression)."""
+    scale = 100.0 if task_type in ("binary", "multiclass") else 1.0
+    lo, mid, hi = (np.asarray(a, dtype=float) * scale for a in (q10, q50, q90))
+    ma = np.asarray(mean_abs, dtype=float) * scale
+    ylab = [esc(l) for l in labels]
+    cols = [colors.get(n, PRIOR_COLOR) for n in names]
+    unit = "points" if scale == 100.0 else esc(units)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=ylab, x=hi - lo, base=lo, orientation="h", marker_color=cols, opacity=0.55,
+                         name="middle 80% of records",
+                         hovertext=[f"<b>{y}</b><br>10th–90th percentile: {number(a)} to {number(c)} {unit}<br>"
+                                    f"median {number(m)} {unit}; mean size {number(s)} {unit}"
+                                    for y, a, m, c, s in zip(ylab, lo, mid, hi, ma)], hoverinfo="text"))
+    fig.add_trace(go.Scatter(y=ylab, x=mid, mode="markers", name="median record",
+                             marker=dict(color="black", size=9, symbol="line-ns-open", line=dict(width=3)),
+                             hoverinfo="skip"))
+    fig.add_vline(x=0, line_color="#888888")
+    xt = "Contribution to the risk (percentage points)" if scale == 100.0 else \
+        (f"Contribution ({esc(units)})" if units else "Contribution")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=xt)
+    return _layout(fig, f"What the model relies on: {esc(task_label)}", height=110 + 34 * len(names),
+                   legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+
+
+def spread_histogram(spread: np.ndarray, *, task_type: str, units: str = "") -> go.Figure:
+    """How much each record's final prediction moves when only the encoding order changes (max − min)."""
+    scale = 100.0 if task_type in ("binary", "multiclass") else 1.0
+    v = np.asarray(spread, dtype=float) * scale
+    fig = go.Figure(go.Histogram(x=v, nbinsx=40, marker_color=LINE_COLOR, name="records"))
+    fig.update_xaxes(title="Spread of the final prediction over encoding orders "
+                           + ("(percentage points)" if scale == 100.0 else f"({esc(units)})" if units else ""))
+    fig.update_yaxes(title="Records")
+    return _layout(fig, "Does the order of the data change the answer?", height=320)
+
+
+def order_chart(labels: Sequence[str], values: Sequence[float], *, x_title: str, title: str,
+                reference: float | None = None, colors: Sequence[str] | None = None) -> go.Figure:
+    """A metric per encoder order (or per position), best on top; `reference` = the dataset's own order."""
+    v = np.asarray(values, dtype=float)
+    fig = go.Figure(go.Bar(y=[esc(l) for l in labels], x=v, orientation="h",
+                           marker_color=list(colors) if colors is not None else LINE_COLOR,
+                           text=[number(x) for x in v], textposition="outside", cliponaxis=False))
+    if reference is not None and not math.isnan(reference):
+        fig.add_vline(x=reference, line_dash="dot", line_color="black",
+                      annotation_text="dataset order", annotation_position="top")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title=esc(x_title))
+    return _layout(fig, esc(title), height=100 + 30 * len(labels))
+
+
+# --- MNAR lab --------------------------------------------------------------------------------------------------
+def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
+    """AUROC (or another metric) vs MNAR rate: clean test solid, reversed test dashed; MultiModN and P-Fusion in
+    their fixed colours; ± one standard deviation over folds as error bars; the no-shortcut ceiling dotted."""
+    fig = go.Figure()
+    rows = result["results"]
+    for kind in ("multimodn", "pfusion"):
+        for test, dash in (("clean", "solid"), ("reversed", "dash")):
+            sel = sorted((r for r in rows if r["model"] == kind and r["test"] == test), key=lambda r: r["rate"])
+            if not sel:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[100 * r["rate"] for r in sel], y=[r[metric] for r in sel], mode="lines+markers",
+                name=f"{MODEL_NAMES[kind]} · {test} test", line=dict(color=MODEL_COLORS[kind], dash=dash, width=2.5),
+                marker=dict(size=8, symbol="circle" if test == "clean" else "diamond-open"),
+                error_y=dict(type="data", array=[r.get(f"{metric}_std", 0) or 0 for r in sel], thickness=1,
+                             width=4, color=MODEL_COLORS[kind]),
+                hovertemplate=f"{MODEL_NAMES[kind]}, {test} test<br>rate %{{x:.0f}}%: %{{y:.3f}}<extra></extra>"))
+    for kind, sel in (result.get("ceiling") or {}).items():
+        sel = sorted(sel, key=lambda r: r["rate"])
+        if sel and kind in MODEL_COLORS:
+            fig.add_trace(go.Scatter(x=[100 * r["rate"] for r in sel], y=[r[metric] for r in sel], mode="lines",
+                                     name=f"{MODEL_NAMES[kind]} trained without missingness · reversed test",
+                                     line=dict(color=MODEL_COLORS[kind], dash="dot", width=1.5), opacity=0.7))
+    fig.update_xaxes(title="Share of positive training records whose modality was removed (%)", ticksuffix="%")
+    fig.update_yaxes(title=METRIC_LABELS.get(metric, metric) + " on the test set")
+    return _layout(fig, "Performance as missingness becomes more informative", height=440,
+                   legend=dict(orientation="h", yanchor="top", y=-0.2))

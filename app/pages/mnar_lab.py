@@ -1,0 +1,191 @@
+"""MNAR lab — "What happens when data go missing for a reason?"
+
+Trains MultiModN and P-Fusion with one kind of data removed more often for people with the outcome, and tests
+them where that pattern holds (clean) and where it is reversed. Results are cached on disk by configuration.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from mmn_core import SpecError
+from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
+
+from app import figures as F
+from app import resources as R
+from app import state as S
+from app.common import md, mod_label, show_error, task_label
+
+ss = st.session_state
+name = ss.get(S.DATASET) or R.DEFAULT_DATASET
+up = ss.get(S.UPLOADS, {}).get(name)
+try:
+    ds = R.get_dataset(name, up["spec"] if up else "", up["data"] if up else "")
+except (SpecError, OSError) as err:
+    show_error(err, "Cannot read this dataset: ")
+    st.stop()
+spec = ds.spec
+names = spec.modality_names
+
+st.title("MNAR lab")
+st.markdown("In real records, data are often missing **for a reason**: a test is ordered only for sicker people. "
+            "A model can then learn that *missing* means *healthy* (or *sick*), and fail when the reason changes. "
+            "Here you train both models on data where one kind of data was removed mostly for people with the "
+            "outcome, then test them twice: once where missingness follows the same pattern, once where it is "
+            "reversed.")
+binary = [t.name for t in spec.tasks if t.type == "binary"]
+if not binary:
+    st.info("This experiment needs a yes/no outcome, and this dataset has none.")
+    st.stop()
+
+HELP = {
+    "modality": "The kind of data that goes missing. It is removed from a share of the training records that "
+                "have the outcome, so its absence becomes a hint about the outcome.",
+    "task": "The yes/no outcome the models predict. Missingness is tied to this outcome, and AUROC is measured "
+            "on it.",
+    "rates": "How many of the training records with the outcome lose the data (0% = no shortcut to learn). The "
+             "reversed test set removes the data from the same share of records *without* the outcome.",
+    "rule": "'Random' follows the paper: data removed at random among records with the outcome. A rule from the "
+            "dataset removes it where a clinical condition does not hold, as a hospital might.",
+    "position": "Where the affected data sits in MultiModN's encoding order. Early and late positions can "
+                "behave differently, because later steps can learn to correct earlier ones.",
+    "semantics": "Per record: each record skips only its own missing data (correct). The paper's code: a step "
+                 "is skipped for a whole batch when any record in it lacks the data, as the original code did.",
+    "mitigation": "A training option against the shortcut. Presence balancing hides the data at random in the "
+                  "other class so that missingness carries no information; dropout hides data for everyone.",
+    "models": "MultiModN (blue) encodes data step by step and skips what is missing. P-Fusion (vermillion) "
+              "encodes everything at once and fills missing data with the average.",
+    "folds": "How many train/test splits the experiment is repeated on. More folds give error bars you can "
+             "trust but take proportionally longer.",
+    "epochs": "The most passes over the training data per model. Training stops earlier when the validation "
+              "loss stops improving; fewer epochs make a faster, rougher run.",
+}
+default_mod = spec.mnar_rules[0].modality if spec.mnar_rules else names[-1]
+c1, c2, c3 = st.columns(3)
+modality = c1.selectbox("Data that goes missing", names, key=S.MN_MODALITY, index=names.index(default_mod),
+                        format_func=lambda m: mod_label(spec, m), help=HELP["modality"])
+task = c2.selectbox("Outcome", binary, key=S.MN_TASK, format_func=lambda t: task_label(spec, t), help=HELP["task"])
+rate_opts = [round(0.1 * i, 1) for i in range(10)]
+rates = c3.multiselect("Missingness rates", rate_opts, default=[0.0, 0.2, 0.4, 0.6, 0.8], key=S.MN_RATES,
+                       format_func=lambda r: f"{100 * r:.0f}%", help=HELP["rates"])
+rules = {r.name: r for r in spec.mnar_rules if r.modality == modality}
+c1, c2, c3 = st.columns(3)
+rule_opts = ["random"] + list(rules)
+if ss.get(S.MN_RULE) not in rule_opts:
+    ss[S.MN_RULE] = "random"
+rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, help=HELP["rule"],
+                    format_func=lambda r: "Random among records with the outcome (the paper)" if r == "random"
+                    else f"Rule: {rules[r].description or r}")
+pos_names = {"spec": "As in the dataset", "first": "First", "middle": "Middle", "last": "Last"}
+position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION,
+                        format_func=pos_names.get, help=HELP["position"])
+sem_names = {"per-record": "Per record (correct)", "paper": "Whole batch (the paper's code)"}
+semantics = c3.selectbox("Skipping", list(sem_names), key=S.MN_SEMANTICS, format_func=sem_names.get,
+                         help=HELP["semantics"])
+c1, c2, c3, c4 = st.columns(4)
+mit_names = {"none": "None", "presence-balance": "Presence balancing (this data)",
+             "presence-balance-all": "Presence balancing (all data)", "modality-dropout": "Modality dropout",
+             "shuffle-order": "Random order (MultiModN)"}
+mitigation = c1.selectbox("Training option", list(MITIGATIONS), key=S.MN_MITIGATION,
+                          format_func=lambda m: mit_names.get(m, m), help=HELP["mitigation"])
+models = c2.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MN_MODELS,
+                        format_func=R.MODEL_NAMES.get, help=HELP["models"])
+folds = c3.number_input("Folds", 1, 5, 2, key=S.MN_FOLDS, help=HELP["folds"])
+epochs = c4.number_input("Epochs (at most)", 1, 100, 15, key=S.MN_EPOCHS, help=HELP["epochs"])
+with st.expander("What the controls mean"):
+    for label, key in [("Data that goes missing", "modality"), ("Outcome", "task"), ("Missingness rates", "rates"),
+                       ("How it goes missing", "rule"), ("Its place in the order", "position"),
+                       ("Skipping", "semantics"), ("Training option", "mitigation"), ("Models", "models"),
+                       ("Folds", "folds"), ("Epochs", "epochs")]:
+        st.markdown(f"**{label}.** {HELP[key]}")
+
+config = {"dataset": name, "spec": spec.to_json() if up else None, "modality": modality, "task": task,
+          "rates": sorted(rates), "folds": int(folds), "epochs": int(epochs), "seed": 0, "position": position,
+          "mitigation": mitigation, "semantics": semantics, "rule": None if rule == "random" else rule,
+          "models": sorted(models)}
+n_train = int(folds) * len(set(rates) | {0.0}) * len(models)
+result = R.mnar_cached(config)
+run = st.button("Run the experiment", key=S.MN_RUN, type="primary", disabled=not (rates and models),
+                help=f"{n_train} trainings with these settings.")
+if run:
+    bar = st.progress(0.0, text=f"Training {n_train} models…")
+
+    def progress(p: dict) -> None:
+        total = max(int(p.get("total", n_train)), 1)
+        bar.progress(min(int(p.get("done", 0)) / total, 1.0), text=str(p.get("message", ""))[:120])
+
+    try:
+        result = run_mnar(ds, modality, task, rates=sorted(rates), folds=int(folds), epochs=int(epochs), seed=0,
+                          position=position, mitigation=mitigation, semantics=semantics,
+                          rule=None if rule == "random" else rules[rule], models=tuple(sorted(models)),
+                          progress=progress)
+    except (ValueError, SpecError) as err:
+        show_error(err, "Cannot run: ")
+        st.stop()
+    bar.empty()
+    R.mnar_store(config, result)
+    ss[S.MNAR_LAST] = config
+if result is None:
+    st.info(f"Press **Run the experiment**: {n_train} trainings with these settings (about a minute with the "
+            f"defaults on the bundled data). Results are kept, so a second visit is instant.")
+    st.stop()
+if not run:
+    st.caption("Results computed earlier with exactly these settings (kept on disk).")
+
+rows = result["results"]
+fig = F.mnar_chart(result)
+if rule != "random":
+    fig.update_xaxes(title="Share of training records where the rule decides whether the data is kept (%)")
+st.plotly_chart(fig, key="mn_chart", config={"displayModeBar": False})
+
+
+def summary() -> str:
+    """One or two sentences stating the measured result (including when MultiModN is not more robust)."""
+    top = max(r["rate"] for r in rows)
+    mlabel = md(mod_label(spec, modality))
+    drops = {}
+    for kind in models:
+        base = [r for r in rows if r["model"] == kind and r["rate"] == min(x["rate"] for x in rows)
+                and r["test"] == "clean"]
+        rev = [r for r in rows if r["model"] == kind and r["rate"] == top and r["test"] == "reversed"]
+        if base and rev and not math.isnan(base[0]["auroc"]) and not math.isnan(rev[0]["auroc"]):
+            drops[kind] = (base[0]["auroc"], rev[0]["auroc"], rev[0].get("auroc_std") or 0.0)
+    if not drops or top == 0:
+        return "Add a rate above 0% to see the effect of informative missingness."
+    parts = [f"{R.MODEL_NAMES[k]}'s AUROC goes from {a:.2f} (no missingness) to {b:.2f}" for k, (a, b, _) in
+             drops.items()]
+    first = (f"When {mlabel} is missing for {100 * top:.0f}% of the training records with the outcome and the "
+             f"pattern is reversed at test time, " + " and ".join(parts) + ".")
+    if len(drops) < 2:
+        return first
+    (a1, b1, s1), (a2, b2, s2) = drops["multimodn"], drops["pfusion"]
+    d1, d2 = a1 - b1, a2 - b2
+    tol = max(0.01, s1 + s2)
+    if abs(d1 - d2) <= tol:
+        second = ("Here MultiModN is **not** clearly more robust than P-Fusion: both lose about the same "
+                  f"(difference {abs(d1 - d2):.2f}, within the fold-to-fold variation).")
+    elif d1 < d2:
+        second = f"Here MultiModN is more robust: it loses {d2 - d1:.2f} AUROC less than P-Fusion."
+    else:
+        second = (f"Here MultiModN is **not** more robust: it loses {d1 - d2:.2f} AUROC more than P-Fusion, "
+                  "because its later steps learn the same shortcut.")
+    return f"{first} {second}"
+
+
+st.info(f"**What you are seeing.** {summary()}", icon=":material/visibility:")
+st.caption("Solid lines: test set where data is missing in the same way as in training. Dashed: the pattern is "
+           "reversed (the data is missing for people *without* the outcome). Dotted: each model trained without "
+           "missingness, scored on the reversed set — the best it could do. Error bars: ± one standard deviation "
+           "over folds.")
+with st.expander("All numbers"):
+    import pandas as pd
+    st.dataframe(pd.DataFrame([{"Rate": f"{100 * r['rate']:.0f}%", "Model": R.MODEL_NAMES[r["model"]],
+                                "Test set": r["test"], "AUROC": round(r["auroc"], 3),
+                                "± sd": round(r.get("auroc_std") or 0.0, 3),
+                                "Balanced accuracy": round(r["balanced_accuracy"], 3)} for r in rows]),
+                 hide_index=True, key="mn_table")
+    cfg = result.get("config", {})
+    if cfg.get("seconds"):
+        st.caption(f"{n_train} trainings took {cfg['seconds']:.0f} s.")

@@ -1,0 +1,225 @@
+"""Exports of one Explorer view: a self-contained HTML report and CSV tables.
+
+`gather` collects plain data (through the cached loaders), `render_html` turns it into one HTML file that
+opens offline (plotly.js inlined once). Every piece of text is HTML-escaped; CSV cells that a spreadsheet
+would read as a formula are prefixed with an apostrophe.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import io
+import re
+
+import numpy as np
+import pandas as pd
+
+from . import figures as F
+from . import resources as R
+from .common import actual_text, col_label, raw_text, value_text
+
+METHOD_NAMES = {"ig": "Integrated Gradients", "ablation": "Feature ablation", "shapley": "Shapley sampling"}
+
+
+def safe_file_part(text: str) -> str:
+    """A record id as part of a download file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))[:60] or "record"
+
+
+def _h(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Neutralise spreadsheet formulas in text cells (ids and names can come from an uploaded file)."""
+    def fix(v):
+        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].map(fix)
+    out.columns = [fix(str(c)) for c in out.columns]
+    return out
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    _csv_safe(df).to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+# --- tables ------------------------------------------------------------------------------------------------
+def trace_frame(b: R.Bundle, view: dict, measured: dict) -> pd.DataFrame:
+    """One row per step: the step, whether it ran, and every task's prediction after it (probabilities as
+    0–1, regression in units, multiclass one column per class)."""
+    spec = b.spec
+    rows = []
+    for j, m in enumerate(view["steps"]):
+        row = {"step": j, "modality": "Prior" if j == 0 else spec.modality(m).display,
+               "status": "prior" if j == 0 else ("skipped: not measured" if not measured[m] else
+                                                  "skipped: turned off" if view["skipped"][j - 1] else "used")}
+        for t in spec.tasks:
+            v = view["value"][t.name][j]
+            if t.type == "multiclass":
+                for c, name in enumerate(b.trained.prep.classes[t.name]):
+                    row[f"{t.display}: P({name})"] = float(v[c])
+            elif t.type == "binary":
+                row[f"{t.display}: P({b.trained.prep.classes[t.name][1]})"] = float(v)
+            else:
+                row[f"{t.display} ({t.units})" if t.units else t.display] = float(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def shapley_frame(b: R.Bundle, view: dict, measured: dict, use) -> pd.DataFrame:
+    """One row per modality: status and its Shapley value per task (multiclass: per class)."""
+    spec = b.spec
+    sm = view["shapley_modalities"]
+    rows = []
+    for m in spec.modality_names:
+        row = {"modality": spec.modality(m).display,
+               "status": "not measured" if not measured[m] else "turned off" if m not in use else "used"}
+        j = sm.index(m)
+        for t in spec.tasks:
+            v = np.asarray(view["shapley"][t.name])[j]
+            if t.type == "multiclass":
+                for c, name in enumerate(b.trained.prep.classes[t.name]):
+                    row[f"{t.display}: P({name})"] = float(v[c])
+            else:
+                row[t.display] = float(v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def attribution_frame(b: R.Bundle, ref, rid: str, use, order, task: str, method: str = "ig") -> pd.DataFrame:
+    """Captum attributions of every used modality for `task`, each at its own step (the change it made)."""
+    spec = b.spec
+    rows = []
+    for m in use:
+        a = R.record_attribution(ref, rid, tuple(use), tuple(order), m, task, True, method, None)
+        ms = spec.modality(m)
+        for col in a["columns"]:
+            rv = a["raw"].get(col)
+            rows.append({"modality": ms.display, "value": col_label(ms, col),
+                         "this record": raw_text(rv[-1] if isinstance(rv, list) and rv else
+                                                 (None if isinstance(rv, list) else rv), ms.units.get(col, "")),
+                         "attribution": a["by_column"][col] * (a["scale"] if spec.task(task).type == "regression"
+                                                                else 1.0),
+                         "method": METHOD_NAMES[method],
+                         "convergence delta": a["delta"]})
+    return pd.DataFrame(rows)
+
+
+# --- gather + render ---------------------------------------------------------------------------------------------
+def gather(ref, rid: str, use, order, focus: str, method: str = "ig") -> dict:
+    b = R.get_bundle(ref)
+    row = b.pos[rid]
+    measured = {m: bool(b.data.present[m][row]) for m in b.spec.modality_names}
+    view = R.record_view(ref, rid, tuple(use), tuple(order))
+    return {"bundle": b, "rid": rid, "use": tuple(use), "order": tuple(order), "focus": focus, "view": view,
+            "measured": measured, "trace": trace_frame(b, view, measured),
+            "shapley": shapley_frame(b, view, measured, use),
+            "attributions": attribution_frame(b, ref, rid, use, order, focus, method) if use else pd.DataFrame(),
+            "frame_row": b.ds.frame.iloc[row], "method": method}
+
+
+def _table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{_h(c)}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_h(_fmt(v))}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if np.isnan(v) else F.number(v, 3)
+    return str(v)
+
+
+def render_html(g: dict) -> str:
+    """The report as one HTML document (plotly.js included once, so it opens offline)."""
+    b, view, spec = g["bundle"], g["view"], g["bundle"].spec
+    classes = b.trained.prep.classes
+    colors = F.modality_colors(spec.modality_names)
+    measured, use = g["measured"], g["use"]
+    steps = view["steps"]
+    labels = ["Prior"] + [spec.modality(m).display for m in steps[1:]]
+    reasons = ["not measured" if not measured[m] else "turned off" for m in steps[1:]]
+    parts, first = [], True
+
+    def fig_html(fig) -> str:
+        nonlocal first
+        out = fig.to_html(full_html=False, include_plotlyjs=first, config={"displayModeBar": False})
+        first = False
+        return out
+
+    parts.append(f"<h1>Record {_h(g['rid'])}</h1>")
+    parts.append(f"<p class='meta'>{_h(spec.title or spec.name)} · MultiModN · report created "
+                 f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
+    parts.append("<h2>Predictions</h2>")
+    pred = pd.DataFrame([{"Outcome": t.display,
+                          "Before any data": value_text(t, view["value"][t.name][0], classes.get(t.name)),
+                          "Final prediction": value_text(t, view["value"][t.name][-1], classes.get(t.name)),
+                          "Actual": actual_text(t, view["label"][t.name], classes.get(t.name))} for t in spec.tasks])
+    parts.append(_table(pred))
+    parts.append("<h2>Data used, in encoding order</h2><ol>")
+    for m in g["order"]:
+        st_ = "used" if m in use else ("not measured" if not measured[m] else "turned off")
+        parts.append(f"<li><span class='dot' style='background:{colors[m]}'></span>{_h(spec.modality(m).display)}"
+                     f" — {st_}</li>")
+    parts.append("</ol><h2>Step by step</h2>")
+    for t in spec.tasks:
+        fig = F.step_chart(steps, labels, view["value"][t.name], view["skipped"], task_type=t.type,
+                           task_label=t.display, colors=colors, units=t.units, classes=classes.get(t.name),
+                           truth=view["label"][t.name], skip_reasons=reasons, sentences=view["narrative"][t.name])
+        parts.append(fig_html(fig))
+    parts.append("<h2>Why</h2>")
+    sm = view["shapley_modalities"]
+    idx = [sm.index(m) for m in spec.modality_names]
+    status = {m: ("not measured" if not measured[m] else "turned off" if m not in use else "")
+              for m in spec.modality_names}
+    for t in spec.tasks:
+        vals = np.asarray(view["shapley"][t.name])
+        cl = None
+        if t.type == "multiclass":
+            ci = int(np.asarray(view["value"][t.name][-1]).argmax())
+            vals, cl = vals[:, ci], classes[t.name][ci]
+        fig = F.shapley_bars(spec.modality_names, [spec.modality(m).display for m in spec.modality_names],
+                             vals[idx], colors, task_type=t.type, task_label=t.display, units=t.units,
+                             status=status, class_label=cl)
+        parts.append(fig_html(fig))
+        parts.append("<ol class='narrative'>" + "".join(f"<li>{_h(s)}</li>" for s in view["narrative"][t.name])
+                     + "</ol>")
+    if len(g["attributions"]):
+        ft = spec.task(g["focus"])
+        parts.append(f"<h2>Inside each step: {_h(ft.display)}</h2>")
+        parts.append(f"<p>{_h(METHOD_NAMES[g['method']])}: how much each value pushed the prediction at the step "
+                     f"where its kind of data was added, compared with an average record "
+                     f"({'in ' + _h(ft.units) if ft.type == 'regression' else 'in log-odds'}).</p>")
+        parts.append(_table(g["attributions"].drop(columns=["method"])))
+    parts.append("<h2>The record's data</h2>")
+    rec = g["frame_row"]
+    for m in spec.modality_names:
+        ms = spec.modality(m)
+        parts.append(f"<h3><span class='dot' style='background:{colors[m]}'></span>{_h(ms.display)}"
+                     f"{'' if measured[m] else ' — not measured'}</h3>")
+        if ms.description:
+            parts.append(f"<p class='meta'>{_h(ms.description)}</p>")
+        if measured[m] and ms.kind == "tabular":
+            parts.append(_table(pd.DataFrame({"Measurement": [col_label(ms, c) for c in ms.columns],
+                                              "Value": [rec[c] if isinstance(rec[c], str) else raw_text(rec[c])
+                                                        for c in ms.columns],
+                                              "Unit": [ms.units.get(c, "") for c in ms.columns]})))
+        elif measured[m]:
+            seq = b.ds.sequences[m]
+            part = seq[seq[ms.key].astype(str) == g["rid"]][[ms.time_column, *ms.columns]]
+            parts.append(_table(part.rename(columns={c: col_label(ms, c) for c in part.columns})))
+    style = ("body{font-family:Arial,sans-serif;max-width:1000px;margin:2em auto;color:#222;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:left}th{background:#f3f3f3}.meta{color:#666}.dot{display:inline-block;width:.8em;"
+             "height:.8em;border-radius:50%;margin-right:.4em}")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Record {_h(g['rid'])} — "
+            f"MultiModN Lens</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def build_html(ref, rid: str, use, order, focus: str, method: str = "ig") -> str:
+    return render_html(gather(ref, rid, use, order, focus, method))

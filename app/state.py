@@ -1,0 +1,129 @@
+"""Session-state keys, their defaults, and the URL (st.query_params) that carries a shareable view.
+
+Every widget in the app has an explicit `key=`; they are all listed here so tests (AppTest, Playwright) can find
+them. Keys with a `__<modality>` suffix exist once per modality of the active dataset (`modality_key`).
+Per-user choices live in `st.session_state` only; nothing per-user is stored in a module or a cache.
+"""
+from __future__ import annotations
+
+from typing import Any, MutableMapping
+
+# --- widget keys -----------------------------------------------------------------------------------------
+DATASET = "dataset"                 # sidebar selectbox: active dataset (bundled name or uploaded key)
+
+# Explorer
+EX_SEARCH = "ex_search"             # text_input: search a record id
+EX_OUTCOME = "ex_outcome"           # selectbox: filter by actual outcome of the focus task
+EX_PATTERN = "ex_pattern"           # selectbox: filter by missingness pattern
+EX_SURPRISING = "ex_surprising"     # toggle: sort records by largest error first
+EX_RECORD = "ex_record"             # selectbox: the record shown
+EX_TASK = "ex_task"                 # selectbox: focus task (filters, surprise, attributions, state map colour)
+EX_USE = "ex_use"                   # toggle per modality: f"ex_use__{modality}" (on = encoded, off = skipped)
+EX_UP = "ex_up"                     # button per modality: f"ex_up__{modality}" (encode one step earlier)
+EX_DOWN = "ex_down"                 # button per modality: f"ex_down__{modality}" (one step later)
+EX_RESET = "ex_reset"               # button: back to the record's own data and the dataset's order
+EX_TABS = "ex_tabs"                 # tabs (lazy: only the open tab computes)
+EX_CLASS = "ex_class"               # selectbox: class explained for a multiclass task
+EX_ATTR_MODALITY = "ex_attr_modality"  # selectbox: step (modality) whose features are attributed
+EX_ATTR_TARGET = "ex_attr_target"   # radio: attribute the prediction right after that step, or the final one
+EX_ATTR_METHOD = "ex_attr_method"   # selectbox: Integrated Gradients / Feature ablation / Shapley sampling
+EX_REPORT = "ex_report"             # download_button: HTML report of this view
+EX_ORDER = "ex_order"               # (not a widget) list of modality names in encoding order
+
+# Cohort
+CO_TASK = "co_task"                 # selectbox
+CO_TABS = "co_tabs"                 # tabs (lazy: only the open tab computes)
+CO_METRIC = "co_metric"             # selectbox: metric shown in the step × task matrix
+
+# MNAR lab
+MN_MODALITY = "mn_modality"         # selectbox
+MN_TASK = "mn_task"                 # selectbox (classification tasks)
+MN_RATES = "mn_rates"               # multiselect of missingness rates (%)
+MN_POSITION = "mn_position"         # selectbox: where the modality sits in MultiModN's order
+MN_SEMANTICS = "mn_semantics"       # selectbox: per-record skipping / the paper's batch-wide skipping
+MN_MITIGATION = "mn_mitigation"     # selectbox: none / presence balancing / modality dropout
+MN_RULE = "mn_rule"                 # selectbox: the paper's random protocol or a rule from the spec
+MN_MODELS = "mn_models"             # multiselect: MultiModN, P-Fusion
+MN_FOLDS = "mn_folds"               # number_input
+MN_EPOCHS = "mn_epochs"             # number_input
+MN_RUN = "mn_run"                   # button
+
+# Model
+MD_SOURCE = "md_source"             # radio: shipped / from disk / train here / upload data
+MD_PATH = "md_path"                 # text_input: checkpoint folder on disk
+MD_LOAD = "md_load"                 # button: load the folder
+MD_UPLOAD_DATA = "md_upload_data"   # file_uploader: CSV / Parquet table(s)
+MD_UPLOAD_SPEC = "md_upload_spec"   # file_uploader: spec.yaml
+MD_USE_UPLOAD = "md_use_upload"     # button: check the upload and make it the active dataset
+MD_KINDS = "md_kinds"               # multiselect: which models to train
+MD_EPOCHS = "md_epochs"             # number_input
+MD_STATE = "md_state"               # number_input: state size
+MD_SEED = "md_seed"                 # number_input
+MD_MITIGATION = "md_mitigation"     # selectbox
+MD_TRAIN = "md_train"               # button
+MD_CANCEL = "md_cancel"             # button (interrupts the run; the previous model stays active)
+MD_SAVE_PATH = "md_save_path"       # text_input
+MD_SAVE = "md_save"                 # button
+MD_DOWNLOAD = "md_download"         # download_button: checkpoint as .zip
+MD_METRIC = "md_metric"             # selectbox: metric of the model card's heatmap
+
+# Export
+RP_HTML = "rp_html"                 # download_button: HTML report
+RP_TRACE_CSV = "rp_trace_csv"       # download_button
+RP_SHAPLEY_CSV = "rp_shapley_csv"   # download_button
+RP_ATTR_CSV = "rp_attr_csv"         # download_button
+RP_INCLUDE_ATTR = "rp_include_attr"  # toggle: compute attributions for the report
+
+# --- non-widget session keys -------------------------------------------------------------------------------
+MODELS = "models"                   # {dataset key: {"multimodn": dir | None, "pfusion": dir | None}}
+UPLOADS = "uploads"                 # {dataset key: {"spec": path, "data": path, "title": str}}
+APPLIED_RECORD = "_ex_applied"      # (dataset, record) whose toggles/order are set up
+URL_VIEW = "_url_view"              # view read from the URL at session start, consumed by the Explorer
+URL_READ = "_url_read"              # the URL has been read once this session
+MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
+TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
+EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
+NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
+
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")
+
+
+def modality_key(prefix: str, modality: str) -> str:
+    """Widget key of a per-modality widget, e.g. modality_key(EX_USE, "vitals") == "ex_use__vitals"."""
+    return f"{prefix}__{modality}"
+
+
+WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstance(v, str)
+                     and not v.startswith("_") and k not in ("MODELS", "UPLOADS", "EX_ORDER"))
+
+
+# --- URL ---------------------------------------------------------------------------------------------------
+def view_from_query(params: MutableMapping[str, Any]) -> dict:
+    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step}.
+
+    Unknown names are validated later against the dataset (a stale link shows a warning, not an error)."""
+    view: dict = {}
+    for f in URL_FIELDS:
+        v = params.get(f)
+        if isinstance(v, list):
+            v = v[-1] if v else None
+        if v is None:
+            continue
+        v = str(v)[:2000]
+        view[f] = [p for p in v.split(",") if p] if f in ("off", "order") else v
+    return view
+
+
+def view_to_query(view: dict) -> dict[str, str]:
+    """The inverse of view_from_query, for st.query_params.from_dict (empty lists are dropped)."""
+    out = {}
+    for f in URL_FIELDS:
+        v = view.get(f)
+        if v is None:
+            continue
+        if isinstance(v, (list, tuple)):
+            if not v and f == "off":
+                continue
+            v = ",".join(v)
+        out[f] = str(v)
+    return out
