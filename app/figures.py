@@ -54,6 +54,8 @@ def number(v: float, digits: int | None = None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     v = float(v)
+    if digits is None and v.is_integer() and abs(v) < 1e15:
+        return f"{v:,.0f}"
     if digits is None:
         a = abs(v)
         digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 0.1 else 3
@@ -182,7 +184,9 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     fig.update_xaxes(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
                      title="Step (modality encoded)")
     _layout(fig, esc(task_label), height=height + (40 if values.ndim == 2 else 0),
-            legend=dict(orientation="h", yanchor="top", y=-0.42, xanchor="left", x=0, title=None))
+            legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None))
+    if values.ndim == 2:            # room for the class legend between the title and the plot
+        fig.update_layout(margin=dict(t=95), title=dict(y=0.98, yanchor="top"))
     return fig
 
 
@@ -294,11 +298,14 @@ def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type:
     sk = np.asarray(skipped, dtype=bool)
     mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
     symbols = ["square"] + ["circle-open" if s else "circle" for s in sk]
+    # Only the start and the end are labelled (every step's label would pile up where steps move little);
+    # each dot has its modality's colour and a hover label.
+    ends = ["Start (no data)"] + [""] * (len(step_labels) - 2) + ["Final"] if len(step_labels) > 1 else ["Start"]
     fig.add_trace(go.Scatter(x=path_xy[:, 0], y=path_xy[:, 1], mode="lines+markers+text",
                              line=dict(color="black", width=1.5),
                              marker=dict(size=12, color=mcolors, symbol=symbols, line=dict(width=2, color=mcolors)),
-                             text=[esc(l) for l in step_labels], textposition="top center",
-                             textfont=dict(size=11), name="this record, step by step",
+                             text=ends, textposition="top center",
+                             textfont=dict(size=12), name="this record, step by step",
                              hovertext=[esc(l) + (" (skipped)" if j > 0 and sk[j - 1] else "")
                                         for j, l in enumerate(step_labels)], hoverinfo="text"))
     fig.update_xaxes(showticklabels=False, title="map axis 1")
@@ -322,8 +329,8 @@ def compare_bars(task_labels: Sequence[str], mmn: Sequence[float], pf: Sequence[
                                  marker=dict(color="white", line=dict(color=MODEL_COLORS[key], width=2)),
                                  text=[pct(v) for v in alls], textposition="outside", cliponaxis=False))
     fig.update_yaxes(range=[0, 110], ticksuffix="%", title="Predicted risk (%)")
-    return _layout(fig, "Same record, both models", height=380, barmode="group",
-                   legend=dict(orientation="h", yanchor="bottom", y=1.02))
+    return _layout(fig, "Same record, both models", height=420, barmode="group",
+                   legend=dict(orientation="h", yanchor="top", y=-0.12))
 
 
 # --- model card and cohort -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
         return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
     out = df.copy()
     for c in out.columns:
-        if out[c].dtype == object:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
             out[c] = out[c].map(fix)
     out.columns = [fix(str(c)) for c in out.columns]
     return out

@@ -1,7 +1,8 @@
 """MultiModN Lens: `streamlit run app/streamlit_app.py`.
 
 Entry point: page config, session defaults, the link (URL) read once per session, the dataset picker and
-st.navigation. Pages live in app/pages/ and are thin: read widgets, call functions, render.
+st.navigation. Pages live in app/views/ (not "pages/": a folder of that name switches Streamlit to its older
+multipage mode, which runs a page file without this entry script) and are thin: read widgets, call functions, render.
 """
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ _titles = {n: (f"{ss[S.UPLOADS][n]['title']} (uploaded)" if n in ss[S.UPLOADS] e
 
 
 pages = [
-    st.Page("pages/explorer.py", title="Explorer", icon=":material/person_search:", url_path="explorer", default=True),
-    st.Page("pages/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
-    st.Page("pages/mnar_lab.py", title="MNAR lab", icon=":material/science:", url_path="mnar"),
-    st.Page("pages/model.py", title="Model", icon=":material/model_training:", url_path="model"),
-    st.Page("pages/export.py", title="Report & downloads", icon=":material/download:", url_path="export"),
+    st.Page("views/explorer.py", title="Explorer", icon=":material/person_search:", url_path="explorer", default=True),
+    st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
+    st.Page("views/mnar_lab.py", title="MNAR lab", icon=":material/science:", url_path="mnar"),
+    st.Page("views/model.py", title="Model", icon=":material/model_training:", url_path="model"),
+    st.Page("views/export.py", title="Report & downloads", icon=":material/download:", url_path="export"),
 ]
 nav = st.navigation(pages)
 

@@ -333,25 +333,27 @@ with tabs[3]:
 with tabs[4]:
     if tabs[4].open:
         rec = b.ds.frame.iloc[row]
-        for m in names:
-            mspec = spec.modality(m)
-            st.markdown(f"{swatch(colors[m])} **{md(mspec.display)}**" + ("" if measured[m] else " — not measured"))
-            if mspec.description:
-                st.caption(md(mspec.description))
-            if not measured[m]:
-                continue
-            if mspec.kind == "tabular":
-                st.dataframe(pd.DataFrame({
-                    "Measurement": [col_label(mspec, c) for c in mspec.columns],
-                    "Value": [raw_text(rec[c]) if not isinstance(rec[c], str) else rec[c] for c in mspec.columns],
-                    "Unit": [mspec.units.get(c, "") for c in mspec.columns]}), hide_index=True,
-                    key=f"ex_data__{m}")
-            else:
-                seq = b.ds.sequences[m]
-                part = seq[seq[mspec.key].astype(str) == rid][[mspec.time_column, *mspec.columns]]
-                part = part.rename(columns={c: f"{col_label(mspec, c)} ({mspec.units[c]})" if mspec.units.get(c)
-                                            else col_label(mspec, c) for c in part.columns})
-                st.dataframe(part, hide_index=True, key=f"ex_data__{m}", height=min(400, 40 + 35 * len(part)))
+        grid = st.columns(2, gap="large")
+        for gi, m in enumerate(names):
+            with grid[gi % 2]:
+                mspec = spec.modality(m)
+                st.markdown(f"{swatch(colors[m])} **{md(mspec.display)}**" + ("" if measured[m] else " — not measured"))
+                if mspec.description:
+                    st.caption(md(mspec.description))
+                if not measured[m]:
+                    pass
+                elif mspec.kind == "tabular":
+                    st.dataframe(pd.DataFrame({
+                        "Measurement": [col_label(mspec, c) for c in mspec.columns],
+                        "Value": [raw_text(rec[c]) if not isinstance(rec[c], str) else rec[c] for c in mspec.columns],
+                        "Unit": [mspec.units.get(c, "") for c in mspec.columns]}), hide_index=True,
+                        key=f"ex_data__{m}")
+                else:
+                    seq = b.ds.sequences[m]
+                    part = seq[seq[mspec.key].astype(str) == rid][[mspec.time_column, *mspec.columns]]
+                    part = part.rename(columns={c: f"{col_label(mspec, c)} ({mspec.units[c]})" if mspec.units.get(c)
+                                                else col_label(mspec, c) for c in part.columns})
+                    st.dataframe(part, hide_index=True, key=f"ex_data__{m}", height=min(400, 40 + 35 * len(part)))
 
 ss[S.EX_VIEW] = {"ref": ref, "record": rid, "use": use, "order": tuple(order), "focus": focus}
 

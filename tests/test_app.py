@@ -1,0 +1,368 @@
+"""AppTest of every page of the dashboard, on the shipped SUPPORT2 checkpoints (the app's default launch).
+
+Numbers shown are checked against mmn_core computed independently of the app (explain.trace), so a toggle or a
+reorder must change the shown prediction to exactly what the engine says.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streamlit.testing.v1 import AppTest
+
+from app import figures as F
+from app import resources as R
+from app import state as S
+from app.common import md
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app" / "streamlit_app.py")
+SHIPPED = ROOT / "data" / "checkpoints" / "support2-multimodn"
+pytestmark = pytest.mark.skipif(not (SHIPPED / "config.json").is_file(),
+                                reason="shipped checkpoints missing: run python data/train_checkpoints.py")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The shipped model and data, loaded without Streamlit, for expected values."""
+    from mmn_core import load, load_dataset
+    trained = load(SHIPPED)
+    ds = load_dataset("support2")
+    data = trained.prep.transform(ds)
+    pos = {r: i for i, r in enumerate(data.ids)}
+    return trained, ds, data, pos
+
+
+def expected_final(engine, rid, use, order, task="death"):
+    """Final value of `task` for record `rid` from mmn_core.explain.trace with only `use` on."""
+    from mmn_core import explain as E
+    trained, _, data, pos = engine
+    one = data.subset([pos[rid]])
+    mask = {m: np.array([m in use]) for m in trained.spec.modality_names}
+    return float(E.trace(trained, one, mask, list(order)).value[task][-1, 0])
+
+
+def new_app(**query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if query:
+        at.query_params.update(query)
+    return at.run()
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def metric(at: AppTest, label_start: str) -> str:
+    for m in at.metric:
+        if m.label.replace("\\", "").startswith(label_start):
+            return m.value
+    raise AssertionError(f"no metric {label_start!r}: {[m.label for m in at.metric]}")
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    """One Explorer session shared by the read-only checks (one cold start for the module)."""
+    at = new_app()
+    ok(at)
+    return at
+
+
+def test_explorer_opens_on_support2_with_the_engine_predictions(explorer, engine):
+    at = explorer
+    trained = engine[0]
+    assert at.session_state[S.DATASET] == "support2"
+    rid = at.session_state[S.EX_RECORD]
+    assert rid in trained.info["test_ids"]               # a held-out record
+    assert at.title[0].value.replace("\\", "") == f"Record {rid}"
+    names = trained.spec.modality_names
+    order = list(at.session_state[S.EX_ORDER])
+    assert order == names
+    use = [m for m in names if bool(engine[2].present[m][engine[3][rid]])]
+    for t in trained.spec.tasks:
+        if t.type == "binary":
+            assert metric(at, t.display) == F.pct(expected_final(engine, rid, use, order, t.name))
+    # one chart per task, the modality toggles, the record filters
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= len(trained.spec.tasks)
+    keys = {w.key for w in at.toggle}
+    assert {S.modality_key(S.EX_USE, m) for m in names} <= keys
+    for k in (S.EX_RECORD, S.EX_TASK, S.EX_OUTCOME, S.EX_PATTERN):
+        assert at.selectbox(key=k) is not None
+    assert at.text_input(key=S.EX_SEARCH) is not None
+
+
+def test_most_surprising_record_comes_first(explorer, engine):
+    table = R.cohort_table(R.active_ref({S.DATASET: "support2"}))
+    first = explorer.session_state[S.EX_RECORD]
+    assert table.loc[table["id"] == first, "death__surprise"].iloc[0] == pytest.approx(
+        table["death__surprise"].max())
+
+
+def test_toggling_a_modality_changes_the_prediction_to_the_engine_value(engine):
+    at = new_app()
+    rid = at.session_state[S.EX_RECORD]
+    names = list(at.session_state[S.EX_ORDER])
+    use = [m for m in names if at.toggle(key=S.modality_key(S.EX_USE, m)).value]
+    before = metric(at, "Death (any")
+    # the used modality whose removal moves the risk most (so the shown percentage must change)
+    moves = {m: abs(expected_final(engine, rid, [u for u in use if u != m], names) -
+                    expected_final(engine, rid, use, names)) for m in use}
+    m = max(moves, key=moves.get)
+    assert moves[m] > 0.01
+    at.toggle(key=S.modality_key(S.EX_USE, m)).set_value(False).run()
+    ok(at)
+    after = metric(at, "Death (any")
+    assert after == F.pct(expected_final(engine, rid, [u for u in use if u != m], names))
+    assert after != before
+    # the step chart shows the step hollow (skipped) and the Why tab reports it as turned off
+    at.toggle(key=S.modality_key(S.EX_USE, m)).set_value(True).run()
+    assert metric(at, "Death (any") == before
+
+
+def test_a_modality_the_record_lacks_cannot_be_turned_on(engine):
+    trained, _, data, pos = engine
+    # a test record without arterial blood gas
+    rid = next(r for r in trained.info["test_ids"] if not bool(data.present["blood_gas"][pos[r]]))
+    at = new_app(dataset="support2", record=rid)
+    ok(at)
+    assert at.session_state[S.EX_RECORD] == rid
+    tg = at.toggle(key=S.modality_key(S.EX_USE, "blood_gas"))
+    assert tg.disabled and tg.value is False
+    assert "not measured" in tg.label
+
+
+def test_reorder_moves_a_modality_and_repredicts(engine):
+    at = new_app()
+    rid = at.session_state[S.EX_RECORD]
+    names = list(at.session_state[S.EX_ORDER])
+    last = names[-1]
+    at.button(key=S.modality_key(S.EX_UP, last)).click().run()
+    ok(at)
+    order = list(at.session_state[S.EX_ORDER])
+    assert order == names[:-2] + [names[-1], names[-2]]
+    use = [m for m in order if at.toggle(key=S.modality_key(S.EX_USE, m)).value]
+    assert metric(at, "Death (any") == F.pct(expected_final(engine, rid, use, order))
+    assert at.button(key=S.modality_key(S.EX_UP, order[0])).disabled
+    at.button(key=S.EX_RESET).click().run()
+    assert list(at.session_state[S.EX_ORDER]) == names
+
+
+def test_the_url_carries_the_view_and_reopens_it_exactly(engine):
+    trained, _, data, pos = engine
+    rid = trained.info["test_ids"][5]
+    names = trained.spec.modality_names
+    order = names[::-1]
+    at = new_app(dataset="support2", record=rid, off="vitals", order=",".join(order), task="death_180d",
+                 step="diagnosis")
+    ok(at)
+    assert at.session_state[S.EX_RECORD] == rid
+    assert at.session_state[S.EX_TASK] == "death_180d"
+    assert list(at.session_state[S.EX_ORDER]) == order
+    assert at.toggle(key=S.modality_key(S.EX_USE, "vitals")).value is False
+    use = [m for m in order if m != "vitals" and bool(data.present[m][pos[rid]])]
+    assert metric(at, "Death within 180") == F.pct(expected_final(engine, rid, use, order, "death_180d"))
+    # the app writes the same view back to the URL
+    q = at.query_params
+    assert q["record"] == rid and q["off"] == "vitals" and q["order"] == ",".join(order)
+    assert q["task"] == "death_180d" and q["dataset"] == "support2"
+    # a stale link warns instead of failing
+    at2 = new_app(dataset="support2", record="no-such-record")
+    ok(at2)
+    assert any("not among" in w.value for w in at2.warning)
+
+
+def test_every_explorer_tab_renders(explorer, engine):
+    at = explorer
+    expected = {"Why": 3, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1, "Data": 0}
+    n_steps = len(engine[0].spec.tasks)
+    for tab, n in expected.items():
+        at.session_state[S.EX_TABS] = tab
+        at.run()
+        ok(at)
+        assert len(at.get("plotly_chart")) == n_steps + n, tab
+        if tab == "Inside a step":
+            assert any("convergence delta" in c.value for c in at.caption)
+            assert at.selectbox(key=S.EX_ATTR_METHOD).value == "ig"
+            at.selectbox(key=S.EX_ATTR_METHOD).set_value("ablation").run()
+            ok(at)
+            assert not any("convergence delta" in c.value for c in at.caption)
+        if tab == "Data":
+            assert len(at.dataframe) >= 5
+    at.session_state[S.EX_TABS] = "Why"
+    at.run()
+
+
+def test_cohort_page_every_tab(explorer):
+    at = explorer
+    at.switch_page("views/cohort.py").run()
+    ok(at)
+    assert at.selectbox(key=S.CO_TASK).value == "death"
+    for tab, charts in {"Where the prediction settles": 1, "What it relies on": 1, "For whom": 0,
+                        "Order of the data": 2}.items():
+        at.session_state[S.CO_TABS] = tab
+        at.run()
+        ok(at)
+        assert len(at.get("plotly_chart")) == charts, tab
+    pattern = at.session_state  # noqa: F841 — the pattern table is checked in test_pattern_table_counts
+    at.switch_page("views/explorer.py").run()
+
+
+def test_pattern_table_counts_add_up():
+    ref = R.active_ref({S.DATASET: "support2"})
+    pt = R.pattern_table(ref)
+    assert pt["n"].sum() == len(R.cohort_table(ref))
+
+
+def test_model_page_card_and_sources(explorer):
+    at = explorer
+    at.switch_page("views/model.py").run()
+    ok(at)
+    assert at.radio(key=S.MD_SOURCE).value == "Shipped with the app"
+    assert metric(at, "Records") == "9,105"
+    assert metric(at, "Test records") == f"{len(R.cohort_table(R.active_ref({S.DATASET: 'support2'}))):,}"
+    assert at.download_button(key=S.MD_DOWNLOAD) is not None
+    at.radio(key=S.MD_SOURCE).set_value("Load a checkpoint folder").run()
+    at.text_input(key=S.MD_PATH).input("/nonexistent/folder").run()
+    at.button(key=S.MD_LOAD).click().run()
+    ok(at)
+    assert at.error and "Cannot load the checkpoint" in at.error[0].value
+    at.radio(key=S.MD_SOURCE).set_value("Shipped with the app").run()
+    at.switch_page("views/explorer.py").run()
+
+
+def test_export_page_downloads(explorer):
+    at = explorer
+    at.switch_page("views/export.py").run()
+    ok(at)
+    for k in (S.RP_HTML, S.RP_TRACE_CSV, S.RP_SHAPLEY_CSV, S.RP_ATTR_CSV):
+        assert at.download_button(key=k) is not None
+    assert len(at.dataframe) == 2
+    at.switch_page("views/explorer.py").run()
+
+
+def test_report_html_is_self_contained_and_escaped(engine):
+    from app import report
+    ref = R.active_ref({S.DATASET: "support2"})
+    trained = engine[0]
+    rid = trained.info["test_ids"][0]
+    names = trained.spec.modality_names
+    use = tuple(m for m in names if bool(engine[2].present[m][engine[3][rid]]))
+    html = report.build_html(ref, rid, use, tuple(names), "death")
+    assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
+    assert html.count("plotly.js v") >= 1                 # plotly.js inlined: opens offline
+    assert "<script src=" not in html.replace(" ", "") and 'src="http' not in html
+    assert f"Record {rid}" in html
+    view = R.record_view(ref, rid, use, tuple(names))
+    assert report._h(view["narrative"]["death"][1]) in html
+
+
+def test_csv_exports_neutralise_formulas():
+    from app import report
+    df = pd.DataFrame({"id": ["=cmd|' /C calc'!A0", "ok"], "v": [1.0, 2.0]})
+    text = report.to_csv(df).decode()
+    assert "'=cmd" in text and "\n=cmd" not in text
+
+
+def test_user_text_is_escaped_for_markdown():
+    import re
+    raw = "<img src=x onerror=alert(1)> **bold** [link](javascript:x) :smile: $x$ a_b_c"
+    s = md(raw)
+    assert re.search(r"(?<!\\)[<>*\[\]():$_]", s) is None          # every special character escaped
+    assert re.sub(r"\\(.)", r"\1", s) == raw                       # and nothing else changed
+
+
+def test_bad_upload_shows_one_line_error_and_a_hostile_column_name_is_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    at = new_app()
+    at.switch_page("views/model.py").run()
+    at.radio(key=S.MD_SOURCE).set_value("Use your own data").run()
+    bad_col = "<img src=x onerror=alert(1)>"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": range(60), bad_col: rng.normal(size=60), "b": rng.normal(size=60),
+                          "y": rng.integers(0, 2, 60)})
+    csv = frame.to_csv(index=False).encode()
+    spec = (f"name: hostile\ntitle: 'Hostile <b>names</b>'\nid_column: id\nmodalities:\n"
+            f"- name: first\n  label: '{bad_col}'\n  columns: ['{bad_col}']\n"
+            f"- name: second\n  columns: [b]\ntasks:\n- name: y\n  column: y\n  type: binary\n").encode()
+    # a broken spec first: one clear line, no traceback
+    at.file_uploader(key=S.MD_UPLOAD_DATA).set_value([("data.csv", csv, "text/csv")])
+    at.file_uploader(key=S.MD_UPLOAD_SPEC).set_value(("spec.yaml", b"name: [unclosed", "text/yaml"))
+    at.run()
+    at.button(key=S.MD_USE_UPLOAD).click().run()
+    ok(at)
+    assert at.error and "not valid YAML" in at.error[0].value
+    # a valid upload whose column and label are markup: accepted, shown as text
+    at.file_uploader(key=S.MD_UPLOAD_SPEC).set_value(("spec.yaml", spec, "text/yaml"))
+    at.run()
+    at.button(key=S.MD_USE_UPLOAD).click().run()
+    ok(at)
+    assert not at.error
+    assert at.session_state[S.DATASET].startswith("upload-")
+    import re
+    texts = [el.value for el in list(at.markdown) + list(at.caption) + list(at.info) + list(at.header)
+             + list(at.title)]
+    assert any("Hostile" in t for t in texts)
+    for t in texts:                                   # markup characters reach Markdown only escaped
+        assert re.search(r"(?<!\\)<", t) is None, t
+    for chart in at.get("plotly_chart"):              # and plotly only as entities
+        assert "<img" not in chart.proto.spec and "&lt;img" in chart.proto.spec
+    # no model yet: train one here (1 epoch), then the Explorer opens on it
+    at.radio(key=S.MD_SOURCE).set_value("Train here").run()
+    at.number_input(key=S.MD_EPOCHS).set_value(1)
+    at.multiselect(key=S.MD_KINDS).set_value(["multimodn"])
+    at.run()
+    at.button(key=S.MD_TRAIN).click().run()
+    ok(at)
+    entry = at.session_state[S.MODELS][at.session_state[S.DATASET]]
+    assert Path(entry["multimodn"], "model.safetensors").is_file()
+    at.switch_page("views/explorer.py").run()
+    ok(at)
+    assert at.metric and at.metric[0].value.endswith("%")
+
+
+def test_missing_shipped_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "CHECKPOINT_DIR", tmp_path)
+    at = new_app()
+    ok(at)
+    assert at.error and "No trained model found" in at.error[0].value
+
+
+def test_mnar_lab_runs_a_tiny_experiment_and_caches_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    at = new_app()
+    at.switch_page("views/mnar_lab.py").run()
+    ok(at)
+    assert at.selectbox(key=S.MN_MODALITY).value == "blood_gas"
+    at.multiselect(key=S.MN_RATES).set_value([0.0, 0.6])
+    at.number_input(key=S.MN_FOLDS).set_value(1)
+    at.number_input(key=S.MN_EPOCHS).set_value(2)
+    at.run()
+    assert not at.get("plotly_chart")
+    at.button(key=S.MN_RUN).click().run()
+    ok(at)
+    assert len(at.get("plotly_chart")) == 1
+    box = [i.value for i in at.info if "What you are seeing" in i.value]
+    assert box and "AUROC goes from" in box[0] and ("more robust" in box[0] or "not" in box[0])
+    assert len(list(tmp_path.glob("mnar/*.json"))) == 1
+    # a second visit with the same settings is instant: read from the cache, no button press
+    at.switch_page("views/explorer.py").run()
+    at.switch_page("views/mnar_lab.py").run()
+    at.multiselect(key=S.MN_RATES).set_value([0.0, 0.6])
+    at.number_input(key=S.MN_FOLDS).set_value(1)
+    at.number_input(key=S.MN_EPOCHS).set_value(2)
+    at.run()
+    assert len(at.get("plotly_chart")) == 1
+    assert any("computed earlier" in c.value for c in at.caption)
+
+
+def test_widget_keys_are_listed():
+    assert len(S.WIDGET_KEYS) == len(set(S.WIDGET_KEYS))
+    for k in (S.EX_RECORD, S.EX_USE, S.MN_RUN, S.MD_TRAIN, S.RP_HTML, S.DATASET):
+        assert k in S.WIDGET_KEYS
+    view = {"dataset": "support2", "record": "12", "off": ["vitals", "urine"], "order": ["a", "b"], "task": "death"}
+    assert S.view_from_query(S.view_to_query(view)) == view

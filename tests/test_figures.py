@@ -1,0 +1,301 @@
+"""Pure tests of every figure function in app/figures.py: traces, axis titles, colours, markers, units."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import plotly.io as pio
+import pytest
+
+from app import figures as F
+
+NAMES = ["demo", "vitals", "labs", "imaging"]
+LABELS = ["Demographics", "Vital signs", "Laboratory", "<img src=x onerror=alert(1)>"]
+COLORS = F.modality_colors(NAMES)
+STEPS = ["prior", *NAMES]
+STEP_LABELS = ["Prior", *LABELS]
+
+
+def _arr(v):
+    """Plotly 7 may store arrays base64-encoded in JSON; figures keep numpy/lists in memory."""
+    return np.asarray(v, dtype=float)
+
+
+def _by_name(fig, name):
+    return [t for t in fig.data if t.name == name]
+
+
+# --- text helpers ---------------------------------------------------------------------------------------------
+def test_percentages_are_whole_and_points_signed():
+    assert F.pct(0.634) == "63%"
+    assert F.pct(1.0) == "100%"
+    assert F.pct(float("nan")) == "–"
+    assert F.points(0.07) == "+7 points"
+    assert F.points(-0.034) == "−3 points"
+    assert F.points(0.01) == "+1 point"
+    assert F.points(0.0) == "no change"
+    assert F.points(0.003) == "+<1 point"
+
+
+def test_numbers_keep_integers_plain_and_units():
+    assert F.number(1.0) == "1"
+    assert F.number(0.0) == "0"
+    assert F.number(36.54) == "36.5"
+    assert F.number(7.345) == "7.34"
+    assert F.with_units(112.0, "beats/min") == "112 beats/min"
+    assert F.signed(-2.5, "points") == "−2.50 points"
+
+
+def test_esc_makes_markup_literal():
+    assert F.esc("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+
+
+def test_modality_colours_are_distinct_stable_and_okabe_ito_first():
+    names = [f"m{i}" for i in range(len(F.PALETTE))]
+    c = F.modality_colors(names)
+    assert len(set(c.values())) == len(names)
+    assert [c[n] for n in names[:7]] == F.OKABE_ITO
+    assert F.modality_colors(["a", "b"])["b"] == F.modality_colors(["x", "b", "z"])["b"]
+    assert set(F.MODEL_COLORS.values()).isdisjoint({F.PRIOR_COLOR})
+    assert F.MODEL_COLORS["multimodn"] != F.MODEL_COLORS["pfusion"]
+
+
+# --- step chart ---------------------------------------------------------------------------------------------
+def _binary_chart(truth=1.0):
+    values = np.array([0.30, 0.42, 0.42, 0.63, 0.55])
+    skipped = np.array([False, True, False, False])
+    fig = F.step_chart(STEPS, STEP_LABELS, values, skipped, task_type="binary", task_label="Death",
+                       colors=COLORS, classes=["no", "yes"], truth=truth,
+                       skip_reasons=["", "not measured", "", ""], sentences=["s0", "s1", "s2", "s3", "s4"])
+    return fig, values, skipped
+
+
+def test_step_chart_binary_traces_percentages_and_axes():
+    fig, values, skipped = _binary_chart()
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert len(markers) == 1
+    m = markers[0]
+    np.testing.assert_allclose(_arr(m.y), 100 * values)
+    assert list(m.x) == [0, 1, 2, 3, 4]
+    assert fig.layout.yaxis.title.text == "Predicted risk (%)"
+    assert tuple(fig.layout.yaxis.range) == (-4, 104)
+    assert fig.layout.xaxis.title.text.startswith("Step")
+    assert fig.layout.title.text == "Death"
+    # solid + dashed lines + markers + the actual outcome
+    assert len(fig.data) == 4
+
+
+def test_step_chart_colours_each_step_by_modality_and_prior_grey():
+    fig, _, _ = _binary_chart()
+    m = [t for t in fig.data if t.mode == "markers"][0]
+    assert list(m.marker.color) == [F.PRIOR_COLOR] + [COLORS[n] for n in NAMES]
+
+
+def test_step_chart_skipped_step_is_hollow_and_dashed():
+    fig, values, skipped = _binary_chart()
+    m = [t for t in fig.data if t.mode == "markers"][0]
+    assert list(m.marker.symbol) == ["circle", "circle", "circle-open", "circle", "circle"]
+    dashed = [t for t in fig.data if t.mode == "lines" and t.line.dash == "dash"][0]
+    solid = [t for t in fig.data if t.mode == "lines" and t.line.dash != "dash"][0]
+    # the only dashed segment goes from step 1 to the skipped step 2, and is flat (prediction unchanged)
+    assert [x for x in dashed.x if x is not None] == [1, 2]
+    assert [y for y in dashed.y if y is not None] == [42.0, 42.0]
+    assert [x for x in solid.x if x is not None] == [0, 1, 2, 3, 3, 4]
+    assert "(unchanged)" in m.hovertext[2] and "not measured" in m.hovertext[2]
+    assert "+12 points" in m.hovertext[1]          # 30% -> 42%
+    assert "−8 points" in m.hovertext[4]           # 63% -> 55%
+    assert m.hovertext[3].endswith("s3")           # the narrative sentence of the step is in the hover
+
+
+def test_step_chart_marks_the_actual_outcome_and_escapes_labels():
+    fig, _, _ = _binary_chart(truth=0.0)
+    actual = _by_name(fig, "Actual outcome")[0]
+    assert list(actual.x) == [5] and list(actual.y) == [0.0] and list(actual.text) == ["no"]
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert ticks[-1] == "Actual" and ticks[0] == "Prior"
+    assert "&lt;img src=x onerror=alert(1)&gt;" in ticks
+    assert not any("<img" in t for t in ticks)
+    fig2, _, _ = _binary_chart(truth=float("nan"))
+    assert not _by_name(fig2, "Actual outcome")
+    assert "Actual" not in list(fig2.layout.xaxis.ticktext)
+
+
+def test_step_chart_multiclass_one_line_per_class():
+    v = np.array([[0.2, 0.5, 0.3], [0.1, 0.6, 0.3], [0.1, 0.6, 0.3], [0.05, 0.15, 0.8], [0.1, 0.1, 0.8]])
+    fig = F.step_chart(STEPS, STEP_LABELS, v, [False, True, False, False], task_type="multiclass",
+                       task_label="Stage", colors=COLORS, classes=["early", "middle", "late"], truth=2)
+    markers = [t for t in fig.data if t.mode == "markers"]
+    assert [t.name for t in markers] == ["early", "middle", "late"]
+    for c, t in enumerate(markers):
+        np.testing.assert_allclose(_arr(t.y), 100 * v[:, c])
+        assert t.marker.symbol[2] == "circle-open"
+    assert len(fig.data) == 3 * 3 + 1
+    assert fig.layout.yaxis.title.text == "Predicted probability (%)"
+    assert list(_by_name(fig, "Actual outcome")[0].text) == ["late"]
+
+
+def test_step_chart_regression_in_units():
+    v = np.array([10.0, 11.5, 11.5, 13.0, 12.2])
+    fig = F.step_chart(STEPS, STEP_LABELS, v, [False, True, False, False], task_type="regression",
+                       task_label="Score", colors=COLORS, units="points", truth=12.0)
+    m = [t for t in fig.data if t.mode == "markers"][0]
+    np.testing.assert_allclose(_arr(m.y), v)
+    assert fig.layout.yaxis.title.text == "Prediction (points)"
+    assert "+1.50 points" in m.hovertext[1]
+    assert list(_by_name(fig, "Actual outcome")[0].y) == [12.0]
+
+
+def test_step_chart_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="do not match"):
+        F.step_chart(STEPS, STEP_LABELS, np.zeros(3), [False] * 4, task_type="binary", task_label="x",
+                     colors=COLORS)
+
+
+# --- Shapley, attributions, state ----------------------------------------------------------------------------
+def test_shapley_bars_points_colours_and_status():
+    vals = np.array([0.05, 0.0, -0.12, 0.0])
+    fig = F.shapley_bars(NAMES, LABELS, vals, COLORS, task_type="binary", task_label="Death",
+                         status={"vitals": "not measured", "imaging": "turned off"})
+    bar = fig.data[0]
+    np.testing.assert_allclose(_arr(bar.x), [5.0, 0.0, -12.0, 0.0])
+    assert list(bar.marker.color) == [COLORS[n] for n in NAMES]
+    assert list(bar.text) == ["+5 points", "not measured", "−12 points", "turned off"]
+    assert list(bar.y)[3] == "&lt;img src=x onerror=alert(1)&gt;"
+    assert fig.layout.xaxis.title.text == "Contribution to the risk (percentage points)"
+    assert fig.layout.yaxis.autorange == "reversed"     # spec order top to bottom
+    reg = F.shapley_bars(NAMES, LABELS, np.array([1.5, 0, 0, -0.5]), COLORS, task_type="regression",
+                         task_label="Score", units="points")
+    np.testing.assert_allclose(_arr(reg.data[0].x), [1.5, 0, 0, -0.5])
+    assert reg.layout.xaxis.title.text == "Contribution (points)"
+    mc = F.shapley_bars(NAMES, LABELS, vals, COLORS, task_type="multiclass", task_label="Stage", class_label="late")
+    assert "P(late)" in mc.layout.xaxis.title.text
+
+
+def test_attribution_bars_sorted_by_size_with_raw_values():
+    fig = F.attribution_bars(["Age", "Sex", "Heart rate"], np.array([0.1, -0.5, 0.3]),
+                             ["67 years", "female", "112 beats/min"], "#E69F00", title="t", x_title="push", top=2)
+    bar = fig.data[0]
+    assert list(bar.y) == ["Sex = female", "Heart rate = 112 beats/min"]
+    np.testing.assert_allclose(_arr(bar.x), [-0.5, 0.3])
+    assert bar.marker.color == "#E69F00"
+    assert fig.layout.xaxis.title.text == "push"
+
+
+def test_state_heatmap_steps_by_dimensions():
+    states = np.arange(15, dtype=float).reshape(5, 3) - 7
+    fig = F.state_heatmap(states, STEP_LABELS, [False, True, False, False])
+    hm = fig.data[0]
+    assert np.asarray(hm.z).shape == (5, 3)
+    assert hm.zmid == 0 and hm.zmin == -7 and hm.zmax == 7
+    assert list(hm.y)[2].endswith("(skipped)") and not list(hm.y)[1].endswith("(skipped)")
+    assert fig.layout.xaxis.title.text == "State dimension"
+
+
+def test_state_map_cohort_by_outcome_and_record_path():
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(50, 2))
+    y = np.r_[np.zeros(20), np.ones(25), np.full(5, np.nan)]
+    path = rng.normal(size=(5, 2))
+    fig = F.state_map(xy, y, outcome_type="binary", outcome_label="Death", classes=["no", "yes"], path_xy=path,
+                      steps=STEPS, step_labels=STEP_LABELS, colors=COLORS, skipped=[False, True, False, False])
+    names = [t.name for t in fig.data]
+    assert names == ["outcome unknown", "actual: no", "actual: yes", "this record, step by step"]
+    assert [len(t.x) for t in fig.data[:3]] == [5, 20, 25]
+    p = fig.data[-1]
+    np.testing.assert_allclose(_arr(p.x), path[:, 0])
+    assert list(p.marker.color) == [F.PRIOR_COLOR] + [COLORS[n] for n in NAMES]
+    assert p.marker.symbol[2] == "circle-open"
+    reg = F.state_map(xy, rng.normal(size=50), outcome_type="regression", outcome_label="Score", classes=None,
+                      path_xy=path, steps=STEPS, step_labels=STEP_LABELS, colors=COLORS, skipped=[False] * 4)
+    assert reg.data[0].marker.colorscale is not None
+
+
+def test_compare_bars_fixed_model_colours_percent():
+    fig = F.compare_bars(["Death"], [0.63], [0.71], [0.60], [0.70])
+    assert [t.name for t in fig.data] == ["MultiModN (your toggles)", "MultiModN (all measured data)",
+                                          "P-Fusion (your toggles)", "P-Fusion (all measured data)"]
+    assert fig.data[0].marker.color == F.MODEL_COLORS["multimodn"]
+    assert fig.data[2].marker.color == F.MODEL_COLORS["pfusion"]
+    assert list(fig.data[0].y) == [63.0] and list(fig.data[2].text) == ["71%"]
+
+
+# --- model card and cohort ------------------------------------------------------------------------------------
+def test_presence_bars_percent_and_colours():
+    fig = F.presence_bars(NAMES, LABELS, [1.0, 0.5, 0.25, 0.0], COLORS)
+    np.testing.assert_allclose(_arr(fig.data[0].x), [100, 50, 25, 0])
+    assert list(fig.data[0].text) == ["100%", "50%", "25%", "0%"]
+    assert list(fig.data[0].marker.color) == [COLORS[n] for n in NAMES]
+
+
+def test_metric_heatmap_values_and_labels():
+    matrix = {"steps": STEPS, "tasks": {"death": {"auroc": [0.5, 0.6, 0.6, 0.7, float("nan")]},
+                                        "score": {"r2": [0.0, 0.1, 0.1, 0.3, 0.4]}}}
+    fig = F.metric_heatmap(matrix, ["death", "score"], ["Death", "Score"], STEP_LABELS,
+                           {"death": "auroc", "score": "r2"})
+    hm = fig.data[0]
+    z = np.asarray(hm.z, dtype=float)
+    np.testing.assert_allclose(z[0, :4], [0.5, 0.6, 0.6, 0.7])
+    assert math.isnan(z[0, 4])
+    assert list(hm.y) == ["Death (AUROC)", "Score (R²)"]
+    assert hm.text[0][4] == "–" and hm.text[1][4] == "0.40"
+
+
+def test_history_chart_solid_training_dashed_validation_per_model():
+    rows = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.8}, {"epoch": 2, "train_loss": 0.7, "val_loss": 0.75}]
+    fig = F.history_chart({"multimodn": rows, "pfusion": rows})
+    assert len(fig.data) == 4
+    assert fig.data[0].line.color == fig.data[1].line.color == F.MODEL_COLORS["multimodn"]
+    assert fig.data[1].line.dash == "dash" and fig.data[0].line.dash is None
+    assert fig.data[2].line.color == F.MODEL_COLORS["pfusion"]
+    assert list(fig.data[1].y) == [0.8, 0.75]
+    assert fig.layout.xaxis.title.text == "Epoch"
+
+
+def test_importance_ranges_span_q10_to_q90():
+    fig = F.importance_ranges(NAMES, LABELS, [-0.1, 0, 0.02, -0.3], [0.0, 0, 0.05, -0.1], [0.1, 0, 0.1, 0.0],
+                              [0.05, 0, 0.06, 0.12], COLORS, task_type="binary", task_label="Death")
+    bar, med = fig.data
+    np.testing.assert_allclose(_arr(bar.base), [-10, 0, 2, -30])
+    np.testing.assert_allclose(_arr(bar.x), [20, 0, 8, 30])
+    np.testing.assert_allclose(_arr(med.x), [0, 0, 5, -10])
+    assert list(bar.marker.color) == [COLORS[n] for n in NAMES]
+
+
+def test_spread_histogram_and_order_chart():
+    fig = F.spread_histogram(np.array([0.01, 0.02, 0.1]), task_type="binary")
+    np.testing.assert_allclose(_arr(fig.data[0].x), [1, 2, 10])
+    assert "percentage points" in fig.layout.xaxis.title.text
+    oc = F.order_chart(["Dataset order", "Reversed"], [0.78, 0.74], x_title="AUROC", title="t", reference=0.78)
+    np.testing.assert_allclose(_arr(oc.data[0].x), [0.78, 0.74])
+    assert any(s.x0 == 0.78 for s in oc.layout.shapes)
+
+
+# --- MNAR lab ------------------------------------------------------------------------------------------------------
+def test_mnar_chart_clean_solid_reversed_dashed_two_model_colours():
+    rows = []
+    for kind in ("multimodn", "pfusion"):
+        for test in ("clean", "reversed"):
+            for r in (0.0, 0.4, 0.8):
+                rows.append({"rate": r, "model": kind, "test": test, "auroc": 0.8 - (r if test == "reversed" else 0) / 4,
+                             "auroc_std": 0.01})
+    result = {"results": rows, "ceiling": {"multimodn": [{"rate": r, "auroc": 0.79} for r in (0.0, 0.4, 0.8)]}}
+    fig = F.mnar_chart(result)
+    by = {t.name: t for t in fig.data}
+    mc, mr = by["MultiModN · clean test"], by["MultiModN · reversed test"]
+    pc, pr = by["P-Fusion · clean test"], by["P-Fusion · reversed test"]
+    assert mc.line.color == mr.line.color == F.MODEL_COLORS["multimodn"]
+    assert pc.line.color == pr.line.color == F.MODEL_COLORS["pfusion"]
+    assert mc.line.dash == "solid" and mr.line.dash == "dash"
+    np.testing.assert_allclose(_arr(mr.x), [0, 40, 80])
+    np.testing.assert_allclose(_arr(mr.y), [0.8, 0.7, 0.6])
+    np.testing.assert_allclose(_arr(mr.error_y.array), [0.01] * 3)
+    ceiling = [t for t in fig.data if "without missingness" in t.name]
+    assert len(ceiling) == 1 and ceiling[0].line.dash == "dot"
+    assert "AUROC" in fig.layout.yaxis.title.text
+
+
+def test_every_figure_serialises_to_json():
+    fig, _, _ = _binary_chart()
+    spec = json.loads(pio.to_json(fig))
+    assert spec["layout"]["yaxis"]["title"]["text"] == "Predicted risk (%)"
