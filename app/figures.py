@@ -80,8 +80,9 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -
     fig.update_layout(title=dict(text=title, x=0, xanchor="left") if title else None, height=height,
                       margin=dict(l=10, r=10, t=50 if title else 20, b=10), font=FONT,
                       plot_bgcolor="white", paper_bgcolor="white", hoverlabel=dict(align="left"), **kw)
-    fig.update_xaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False)
-    fig.update_yaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False)
+    # automargin: tick labels (long modality names) push the margins out, also in the exported HTML report
+    fig.update_xaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False, automargin=True)
+    fig.update_yaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False, automargin=True)
     return fig
 
 
@@ -182,7 +183,7 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     else:
         fig.update_yaxes(title=f"Prediction ({esc(units)})" if units else "Prediction")
     fig.update_xaxes(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
-                     title="Step (modality encoded)")
+                     title="Step (kind of data added)")
     _layout(fig, esc(task_label), height=height + (40 if values.ndim == 2 else 0),
             legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None))
     if values.ndim == 2:            # room for the class legend between the title and the plot
@@ -434,18 +435,22 @@ def spread_histogram(spread: np.ndarray, *, task_type: str, units: str = "") -> 
 
 
 def order_chart(labels: Sequence[str], values: Sequence[float], *, x_title: str, title: str,
-                reference: float | None = None, colors: Sequence[str] | None = None) -> go.Figure:
-    """A metric per encoder order (or per position), best on top; `reference` = the dataset's own order."""
+                reference: float | None = None) -> go.Figure:
+    """A metric per encoder order as dots on a zoomed axis (bars from zero would hide differences of a few
+    hundredths); `reference` = the dataset's own order, drawn as a dotted line."""
     v = np.asarray(values, dtype=float)
-    fig = go.Figure(go.Bar(y=[esc(l) for l in labels], x=v, orientation="h",
-                           marker_color=list(colors) if colors is not None else LINE_COLOR,
-                           text=[number(x) for x in v], textposition="outside", cliponaxis=False))
+    fig = go.Figure(go.Scatter(y=[esc(l) for l in labels], x=v, mode="markers+text", marker=dict(size=11,
+                               color=LINE_COLOR), text=[number(x, 3) for x in v], textposition="middle right",
+                               hovertemplate="%{y}: %{x:.3f}<extra></extra>", name="order"))
     if reference is not None and not math.isnan(reference):
-        fig.add_vline(x=reference, line_dash="dot", line_color="black",
-                      annotation_text="dataset order", annotation_position="top")
+        fig.add_vline(x=reference, line_dash="dot", line_color="black")
+    finite = v[np.isfinite(v)]
+    if len(finite):
+        span = max(float(finite.max() - finite.min()), 0.01)
+        fig.update_xaxes(range=[float(finite.min()) - 0.3 * span, float(finite.max()) + 0.6 * span])
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title=esc(x_title))
-    return _layout(fig, esc(title), height=100 + 30 * len(labels))
+    return _layout(fig, esc(title), height=100 + 30 * len(labels), showlegend=False)
 
 
 # --- MNAR lab --------------------------------------------------------------------------------------------------

@@ -366,3 +366,34 @@ def test_widget_keys_are_listed():
         assert k in S.WIDGET_KEYS
     view = {"dataset": "support2", "record": "12", "off": ["vitals", "urine"], "order": ["a", "b"], "task": "death"}
     assert S.view_from_query(S.view_to_query(view)) == view
+
+
+@pytest.mark.parametrize("name", ["star", "weather", "synthetic"])
+def test_every_bundled_dataset_opens_with_its_shipped_model(name):
+    """Regression tasks, sequences (weather) and multiclass (synthetic) through the Explorer and the Cohort."""
+    from mmn_core import explain as E
+    if not (R.shipped_dir(name, "multimodn") / "config.json").is_file():
+        pytest.skip(f"no shipped checkpoint for {name}")
+    at = new_app(dataset=name)
+    ok(at)
+    assert at.session_state[S.DATASET] == name
+    b = R.get_bundle(R.active_ref({S.DATASET: name}))
+    rid = at.session_state[S.EX_RECORD]
+    tr = E.trace(b.trained, b.data.subset([b.pos[rid]]))
+    for t in b.spec.tasks:
+        shown = metric(at, t.display)
+        v = tr.value[t.name][-1, 0]
+        if t.type == "binary":
+            assert shown == F.pct(v)
+        elif t.type == "regression":
+            assert shown == F.with_units(v, t.units)
+        else:
+            assert shown == b.trained.prep.classes[t.name][int(np.argmax(v))]
+    for tab in ("Inside a step", "Data"):
+        at.session_state[S.EX_TABS] = tab
+        at.run()
+        ok(at)
+    at.switch_page("views/cohort.py").run()
+    at.session_state[S.CO_TABS] = "What it relies on"
+    at.run()
+    ok(at)

@@ -268,7 +268,10 @@ def test_spread_histogram_and_order_chart():
     assert "percentage points" in fig.layout.xaxis.title.text
     oc = F.order_chart(["Dataset order", "Reversed"], [0.78, 0.74], x_title="AUROC", title="t", reference=0.78)
     np.testing.assert_allclose(_arr(oc.data[0].x), [0.78, 0.74])
+    assert list(oc.data[0].text) == ["0.780", "0.740"]
     assert any(s.x0 == 0.78 for s in oc.layout.shapes)
+    lo, hi = oc.layout.xaxis.range                 # zoomed so that a 0.04 difference is visible
+    assert 0.7 < lo < 0.74 and 0.78 < hi < 0.82
 
 
 # --- MNAR lab ------------------------------------------------------------------------------------------------------

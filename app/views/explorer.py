@@ -162,7 +162,7 @@ for c, (t, td) in zip(cols, tasks.items()):
     c.metric(md(td.display), shown, delta=delta, delta_color="off", delta_arrow=arrow,
              delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
     prob = f"Probability {F.pct(v[-1][k])} · " if td.type == "multiclass" else ""
-    c.caption(f"{prob}Actual: {md(actual_text(td, view['label'][t], classes.get(t)))}")
+    c.caption(f"{prob}Actual outcome: {md(actual_text(td, view['label'][t], classes.get(t)))}")
 
 # --- modalities (toggles, order) beside the step charts ------------------------------------------------------------
 left, right = st.columns([1.5, 3], gap="medium")

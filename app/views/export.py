@@ -52,8 +52,22 @@ c4.download_button("Feature attributions (CSV)", key=S.RP_ATTR_CSV, on_click="ig
                    file_name=f"attributions-{report.safe_file_part(rid)}.csv", mime="text/csv",
                    help="Integrated Gradients for every kind of data used, each at its own step.")
 
+
+
+def as_percent(df: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """Probability columns ('… P(x)' and classification Shapley values) shown in % / points on screen; the CSV
+    keeps 0–1."""
+    out = df.copy()
+    prob = {t.display for t in spec.tasks if t.type != "regression"}
+    for c in df.columns:
+        if "P(" in c or c in prob:
+            out[c] = (100 * df[c]).round(1)
+            out = out.rename(columns={c: f"{c} ({suffix})"})
+    return out
+
+
 st.subheader("Step-by-step predictions")
-st.dataframe(trace_df, hide_index=True, key="rp_trace_table")
-st.caption("Probabilities between 0 and 1; outcomes measured in units are in those units.")
+st.dataframe(as_percent(trace_df, "%"), hide_index=True, key="rp_trace_table")
+st.caption("Risks in %; outcomes measured in units are in those units. The CSV gives probabilities from 0 to 1.")
 st.subheader("Contribution of each kind of data (Shapley values)")
-st.dataframe(shap_df, hide_index=True, key="rp_shapley_table")
+st.dataframe(as_percent(shap_df, "points"), hide_index=True, key="rp_shapley_table")

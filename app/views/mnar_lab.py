@@ -6,6 +6,7 @@ them where that pattern holds (clean) and where it is reversed. Results are cach
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import streamlit as st
@@ -114,7 +115,15 @@ if run:
 
     def progress(p: dict) -> None:
         total = max(int(p.get("total", n_train)), 1)
-        bar.progress(min(int(p.get("done", 0)) / total, 1.0), text=str(p.get("message", ""))[:120])
+        done = int(p.get("done", 0))
+        text = f"Training {min(done + 1, total)} of {total}"
+        m = re.match(r"fold (\d+)/(\d+) · p = ([\d.]+) · (\w+)", str(p.get("message", "")))
+        if m:
+            text += (f": {R.MODEL_NAMES.get(m[4], m[4])}, {100 * float(m[3]):.0f}% missing, "
+                     f"split {m[1]} of {m[2]}")
+        if p.get("epoch"):
+            text += f", epoch {p['epoch']}"
+        bar.progress(min(done / total, 1.0), text=text)
 
     try:
         result = run_mnar(ds, modality, task, rates=sorted(rates), folds=int(folds), epochs=int(epochs), seed=0,
@@ -154,8 +163,8 @@ def summary() -> str:
             drops[kind] = (base[0]["auroc"], rev[0]["auroc"], rev[0].get("auroc_std") or 0.0)
     if not drops or top == 0:
         return "Add a rate above 0% to see the effect of informative missingness."
-    parts = [f"{R.MODEL_NAMES[k]}'s AUROC goes from {a:.2f} (no missingness) to {b:.2f}" for k, (a, b, _) in
-             drops.items()]
+    parts = [f"{R.MODEL_NAMES[k]}'s AUROC goes from {a:.2f} (no missingness) to {b:.2f}"
+             + (" — worse than guessing" if b < 0.5 else "") for k, (a, b, _) in drops.items()]
     first = (f"When {mlabel} is missing for {100 * top:.0f}% of the training records with the outcome and the "
              f"pattern is reversed at test time, " + " and ".join(parts) + ".")
     if len(drops) < 2:
@@ -170,7 +179,8 @@ def summary() -> str:
         second = f"Here MultiModN is more robust: it loses {d2 - d1:.2f} AUROC less than P-Fusion."
     else:
         second = (f"Here MultiModN is **not** more robust: it loses {d1 - d2:.2f} AUROC more than P-Fusion, "
-                  "because its later steps learn the same shortcut.")
+                  "so skipping missing data did not protect it from learning that missingness predicts the "
+                  "outcome.")
     return f"{first} {second}"
 
 
