@@ -131,7 +131,8 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     of binary task T (train + validation splits), test on a clean split and on a reversed one (p of the
     label-0 test records lose M), for every rate, model and fold.
 
-    - `semantics="paper"`: the official code (batch-wide skipping, batch 16, unshuffled, file-order removal);
+    - `semantics="paper"`: the official code (batch-wide skipping, batch 16, unshuffled, file-order removal;
+      P-Fusion, like the official baseline, zero-fills per record at batch 16, unshuffled);
       "per-record" (default): correct skipping, shuffled batches, seeded random removal.
     - `rule` (MnarRule, its name, or a predicate frame -> bool mask): rule-based MNAR instead: on p of the
       train + validation records M is observed only where the rule fires; reversed test: on p of the test
@@ -226,19 +227,25 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
                     gen = torch.Generator().manual_seed(fold_seed + 7)
                     val_d = val_d.with_present(balance_presence(val_d.present, val_d.y[task],
                                                                 config.balance_modalities, gen))
-                history = fit(model, train_d, val_d, config, epoch_progress, should_stop)
+                cfg, sem = config, semantics
+                if semantics == "paper" and kind == "pfusion":
+                    # the official baseline (HAIM MLP) zero-fills each record's missing values: batch-wide
+                    # skipping is MultiModN's code path only; batches stay 16 and unshuffled
+                    cfg, sem = replace(config, semantics="per-record", batch_size=PAPER_BATCH, shuffle=False), \
+                        "per-record"
+                history = fit(model, train_d, val_d, cfg, epoch_progress, should_stop)
                 epochs_run.append(len(history))
                 if should_stop is not None and should_stop():
                     cancelled = True
                 scores.setdefault((r, kind, "clean"), []).append(
-                    _task_scores(model, prep.transform(clean), task, semantics))
+                    _task_scores(model, prep.transform(clean), task, sem))
                 if rev is not None:
                     scores.setdefault((r, kind, "reversed"), []).append(
-                        _task_scores(model, prep.transform(rev), task, semantics))
+                        _task_scores(model, prep.transform(rev), task, sem))
                 if r == 0.0:
                     for rr in rates:
                         scores.setdefault((rr, kind, "ceiling"), []).append(
-                            _task_scores(model, prep.transform(reversed_sets[rr]), task, semantics))
+                            _task_scores(model, prep.transform(reversed_sets[rr]), task, sem))
                 done += 1
                 if progress is not None:
                     progress({"done": done, "total": total, "message": message + " · done"})
@@ -270,6 +277,7 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
         "order": work.spec.modality_names, "mitigation": mitigation, "semantics": semantics,
         "removal": "rule" if rule is not None else ("file-order" if file_order else "random"),
         "rule": rule_desc, "validation": "balanced" if val_balance and config.balance_modalities else "shifted",
+        "pfusion_semantics": ("per-record zero-fill, batch 16, unshuffled" if semantics == "paper" else semantics),
         "folds": len(splits), "models": list(models), "all_tasks": all_tasks,
         "train_config": config.to_json(), "mean_epochs": float(np.mean(epochs_run)) if epochs_run else 0.0,
         "seconds": time.perf_counter() - t_start, "cancelled": cancelled}}
