@@ -3,6 +3,9 @@
 Every widget in the app has an explicit `key=`; they are all listed here so tests (AppTest, Playwright) can find
 them. Keys with a `__<modality>` suffix exist once per modality of the active dataset (`modality_key`).
 Per-user choices live in `st.session_state` only; nothing per-user is stored in a module or a cache.
+
+In the browser, Streamlit gives every keyed element the CSS class `st-key-<key>` (e.g. `.st-key-ex_use__vitals`,
+`.st-key-ex_chart__death`). Pages live at /explorer (default, also /), /cohort, /mnar, /model, /export.
 """
 from __future__ import annotations
 
@@ -72,7 +75,24 @@ RP_HTML = "rp_html"                 # download_button: HTML report
 RP_TRACE_CSV = "rp_trace_csv"       # download_button
 RP_SHAPLEY_CSV = "rp_shapley_csv"   # download_button
 RP_ATTR_CSV = "rp_attr_csv"         # download_button
-RP_INCLUDE_ATTR = "rp_include_attr"  # toggle: compute attributions for the report
+
+# --- keyed elements that are not widgets (charts, tables), for browser tests -------------------------------------
+ELEMENT_KEYS = {
+    "ex_chart__<task>": "Explorer step chart of one task (one per task, in spec order)",
+    "ex_shap__<task>": "Explorer, Why tab: modality Shapley bars of one task",
+    "ex_attr_chart": "Explorer, Inside a step tab: feature attributions", "ex_attr_table": "the same as a table",
+    "ex_state_heat": "Explorer, State tab: heatmap", "ex_state_map": "Explorer, State tab: cohort map + path",
+    "ex_compare_chart": "Explorer, Compare tab (binary tasks)", "ex_compare_table": "Compare tab, all tasks",
+    "ex_data__<modality>": "Explorer, Data tab: the record's raw values of one modality",
+    "co_matrix_chart": "Cohort: step × task metric matrix", "co_importance_chart": "Cohort: importance ranges",
+    "co_importance_table": "its numbers", "co_pattern_table": "Cohort: metrics per missingness pattern",
+    "co_order_chart": "Cohort: metric per encoder order", "co_spread_chart": "Cohort: per-record order spread",
+    "mn_chart": "MNAR lab: AUROC vs rate", "mn_table": "MNAR lab: all numbers",
+    "md_presence_chart": "Model: present fractions", "md_task_table": "Model: tasks",
+    "md_modality_table": "Model: modalities", "md_matrix_chart": "Model card: metric matrix",
+    "md_compare_table": "Model card: MultiModN vs P-Fusion", "md_history_chart": "Model card: history",
+    "rp_trace_table": "Export: step-by-step predictions", "rp_shapley_table": "Export: Shapley values",
+}
 
 # --- non-widget session keys -------------------------------------------------------------------------------
 MODELS = "models"                   # {dataset key: {"multimodn": dir | None, "pfusion": dir | None}}
@@ -94,7 +114,7 @@ def modality_key(prefix: str, modality: str) -> str:
 
 
 WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstance(v, str)
-                     and not v.startswith("_") and k not in ("MODELS", "UPLOADS", "EX_ORDER"))
+                     and not v.startswith("_") and k not in ("MODELS", "UPLOADS", "EX_ORDER", "EX_VIEW"))
 
 
 # --- URL ---------------------------------------------------------------------------------------------------

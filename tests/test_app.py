@@ -5,7 +5,6 @@ reorder must change the shown prediction to exactly what the engine says.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +207,6 @@ def test_cohort_page_every_tab(explorer):
         at.run()
         ok(at)
         assert len(at.get("plotly_chart")) == charts, tab
-    pattern = at.session_state  # noqa: F841 — the pattern table is checked in test_pattern_table_counts
     at.switch_page("views/explorer.py").run()
 
 
@@ -397,3 +395,24 @@ def test_every_bundled_dataset_opens_with_its_shipped_model(name):
     at.session_state[S.CO_TABS] = "What it relies on"
     at.run()
     ok(at)
+
+
+def test_choices_survive_a_visit_to_another_page(engine):
+    at = new_app()
+    options = at.selectbox(key=S.EX_RECORD).options
+    second = at.selectbox(key=S.EX_RECORD).select_index(3).run().session_state[S.EX_RECORD]
+    names = list(at.session_state[S.EX_ORDER])
+    on = [m for m in names if at.toggle(key=S.modality_key(S.EX_USE, m)).value]
+    at.toggle(key=S.modality_key(S.EX_USE, on[0])).set_value(False).run()
+    shown = metric(at, "Death (any")
+    at.switch_page("views/cohort.py").run()
+    at.switch_page("views/mnar_lab.py").run()
+    at.switch_page("views/explorer.py").run()
+    ok(at)
+    assert len(options) > 3 and at.session_state[S.EX_RECORD] == second
+    assert at.toggle(key=S.modality_key(S.EX_USE, on[0])).value is False
+    assert metric(at, "Death (any") == shown
+    # a new dataset starts a fresh view
+    at.selectbox(key=S.DATASET).set_value("synthetic").run()
+    ok(at)
+    assert at.session_state[S.EX_RECORD] != second

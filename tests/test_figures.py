@@ -280,8 +280,8 @@ def test_mnar_chart_clean_solid_reversed_dashed_two_model_colours():
     for kind in ("multimodn", "pfusion"):
         for test in ("clean", "reversed"):
             for r in (0.0, 0.4, 0.8):
-                rows.append({"rate": r, "model": kind, "test": test, "auroc": 0.8 - (r if test == "reversed" else 0) / 4,
-                             "auroc_std": 0.01})
+                drop = r / 4 if test == "reversed" else 0.0
+                rows.append({"rate": r, "model": kind, "test": test, "auroc": 0.8 - drop, "auroc_std": 0.01})
     result = {"results": rows, "ceiling": {"multimodn": [{"rate": r, "auroc": 0.79} for r in (0.0, 0.4, 0.8)]}}
     fig = F.mnar_chart(result)
     by = {t.name: t for t in fig.data}

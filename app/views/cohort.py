@@ -22,7 +22,8 @@ classes = b.trained.prep.classes
 st.title("Cohort")
 st.caption(f"{len(b.rows):,} " + ("held-out test records (never seen in training)" if b.held_out else "records")
            + f" of {md(spec.title or spec.name)}.")
-task = st.selectbox("Outcome", list(tasks), key=S.CO_TASK, format_func=lambda t: task_label(spec, t))
+task = st.selectbox("Outcome", list(tasks), key=S.CO_TASK,
+                    persist_state="session", format_func=lambda t: task_label(spec, t))
 td = tasks[task]
 
 tabs = st.tabs(["Where the prediction settles", "What it relies on", "For whom", "Order of the data"],
@@ -31,6 +32,7 @@ with tabs[0]:
     if tabs[0].open is not False:
         cls_metrics = {"auroc": "AUROC", "balanced_accuracy": "Balanced accuracy", "accuracy": "Accuracy"}
         metric = st.selectbox("Measure for yes/no and category outcomes", list(cls_metrics), key=S.CO_METRIC,
+                              persist_state="session",
                               format_func=cls_metrics.get,
                               help="AUROC: how well the risk ranks people who had the outcome above those who did not "
                                    "(0.5 = chance, 1 = perfect). Outcomes measured in units use R² (1 = perfect).")
@@ -39,15 +41,16 @@ with tabs[0]:
         per_task = {t: (metric if tasks[t].type != "regression" else "r2") for t in tasks}
         st.plotly_chart(F.metric_heatmap(mx, list(tasks), [tasks[t].display for t in tasks], step_labels, per_task),
                         key="co_matrix_chart", config={"displayModeBar": False})
-        st.caption("Each cell scores every test record on its prediction after that many steps (a skipped step keeps the "
-                   "previous prediction). Reading left to right shows which kinds of data add information.")
+        st.caption("Each cell scores every test record on its prediction after that many steps (a skipped step "
+                   "keeps the previous prediction). Reading left to right shows which kinds of data add information.")
 
 with tabs[1]:
     if tabs[1].open:
         imp = R.cohort_importance(ref)
         it = imp[imp["task"] == task].set_index("modality").reindex(names)
         fig = F.importance_ranges(names, [mod_label(spec, m) for m in names], it["q10"], it["q50"], it["q90"],
-                                  it["mean_abs_shapley"], colors, task_type=td.type, task_label=td.display, units=td.units)
+                                  it["mean_abs_shapley"], colors, task_type=td.type, task_label=td.display,
+                                  units=td.units)
         st.plotly_chart(fig, key="co_importance_chart", config={"displayModeBar": False})
         extra = " (for the class each record is finally predicted)" if td.type == "multiclass" else ""
         st.caption(f"Exact Shapley values of each kind of data on a sample of {int(it['n_shapley'].max()):,} records"
@@ -104,5 +107,6 @@ with tabs[3]:
         spread = np.asarray(sens["spread"], dtype=float) * (100 if td.type != "regression" else 1)
         unit = "percentage points" if td.type != "regression" else (td.units or "")
         st.caption(f"The model was trained in one order. Changing it moves a typical record's final prediction by "
-                   f"{np.median(spread):.1f} {unit} (median; 90% of records move by at most {np.quantile(spread, 0.9):.1f}). "
+                   f"{np.median(spread):.1f} {unit} (median; 90% of records move by at most "
+                   f"{np.quantile(spread, 0.9):.1f}). "
                    f"Up to {int(np.max(sens['n_orders']))} orders were tried per record.")

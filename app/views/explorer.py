@@ -11,7 +11,7 @@ import streamlit as st
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import (STATE_HELP, actual_text, class_name, col_label, md, mod_label, raw_text, require_bundle,
+from app.common import (STATE_HELP, actual_text, col_label, md, mod_label, raw_text, require_bundle,
                         swatch, task_label, value_text)
 
 ss = st.session_state
@@ -50,24 +50,26 @@ def pattern_name(p: str) -> str:
 
 with st.sidebar:
     st.subheader("Choose a record")
-    focus = st.selectbox("Outcome to focus on", list(tasks), key=S.EX_TASK, format_func=lambda t: task_label(spec, t),
+    focus = st.selectbox("Outcome to focus on", list(tasks), key=S.EX_TASK,
+                         persist_state="session", format_func=lambda t: task_label(spec, t),
                          help="Used to filter and sort records and for the attribution and map views.")
     ft = tasks[focus]
-    st.text_input("Search by record id", key=S.EX_SEARCH, placeholder="e.g. part of an id")
+    st.text_input("Search by record id", key=S.EX_SEARCH, persist_state="session", placeholder="e.g. part of an id")
     if ft.type == "regression":
         outcome_opts = ["All", "Lowest third", "Middle third", "Highest third"]
     else:
         outcome_opts = ["All"] + [str(c) for c in classes[focus]]
     if ss.get(S.EX_OUTCOME) not in outcome_opts:
         ss[S.EX_OUTCOME] = "All"
-    st.selectbox(f"Actual outcome ({task_label(spec, focus)})", outcome_opts, key=S.EX_OUTCOME)
+    st.selectbox(f"Actual outcome ({md(task_label(spec, focus))})", outcome_opts, key=S.EX_OUTCOME,
+                 persist_state="session")
     counts = table["pattern"].value_counts()
     pattern_opts = ["All"] + list(counts.index)
     if ss.get(S.EX_PATTERN) not in pattern_opts:
         ss[S.EX_PATTERN] = "All"
-    st.selectbox("Which data were measured", pattern_opts, key=S.EX_PATTERN,
+    st.selectbox("Which data were measured", pattern_opts, key=S.EX_PATTERN, persist_state="session",
                  format_func=lambda p: "All patterns" if p == "All" else f"{pattern_name(p)} ({counts[p]})")
-    st.toggle("Most surprising first", key=S.EX_SURPRISING, value=True,
+    st.toggle("Most surprising first", key=S.EX_SURPRISING, persist_state="session", value=True,
               help="Sort by how far the final prediction is from what actually happened (largest error first).")
 
     sel = table
@@ -96,8 +98,10 @@ with st.sidebar:
     final = R.task_values(ft, sel)
     fmt = {}
     for rid, lv, fv in zip(options, sel[f"{focus}__label"], final):
-        fmt[rid] = f"{rid} · actual {actual_text(ft, lv, classes.get(focus))} · predicted {value_text(ft, fv, classes.get(focus))}"
-    st.selectbox(f"Record ({len(options):,} match)", options, key=S.EX_RECORD, format_func=lambda r: fmt.get(r, r))
+        fmt[rid] = (f"{rid} · actual {actual_text(ft, lv, classes.get(focus))} · "
+                    f"predicted {value_text(ft, fv, classes.get(focus))}")
+    st.selectbox(f"Record ({len(options):,} match)", options, key=S.EX_RECORD,
+                 persist_state="session", format_func=lambda r: fmt.get(r, r))
 
 rid = ss[S.EX_RECORD]
 row = b.pos[rid]
@@ -205,7 +209,7 @@ def class_choice(t: str, v_final) -> int | None:
     default = int(np.asarray(v_final).argmax())
     if ss.get(S.EX_CLASS) not in opts:
         ss[S.EX_CLASS] = default
-    return st.selectbox(f"Class explained for {md(tasks[t].display)}", opts, key=S.EX_CLASS,
+    return st.selectbox(f"Class explained for {md(tasks[t].display)}", opts, key=S.EX_CLASS, persist_state="session",
                         format_func=lambda c: str(classes[t][c]))
 
 
@@ -241,13 +245,15 @@ with tabs[1]:
             c1, c2, c3 = st.columns(3)
             if ss.get(S.EX_ATTR_MODALITY) not in use:
                 ss[S.EX_ATTR_MODALITY] = use[0]
-            am = c1.selectbox("Kind of data", list(use), key=S.EX_ATTR_MODALITY,
+            am = c1.selectbox("Kind of data", list(use), key=S.EX_ATTR_MODALITY, persist_state="session",
                               format_func=lambda m: mod_label(spec, m))
             target = c2.radio("Explain", ["The change at this step", "The final prediction"], key=S.EX_ATTR_TARGET,
+                              persist_state="session",
                               help="At this step: what moved the prediction when this data was added. Final: "
                                    "what in this data matters for the last prediction.")
             methods = {"ig": "Integrated Gradients", "ablation": "Feature ablation", "shapley": "Shapley sampling"}
-            method = c3.selectbox("Method", list(methods), key=S.EX_ATTR_METHOD, format_func=methods.get,
+            method = c3.selectbox("Method", list(methods), key=S.EX_ATTR_METHOD,
+                                  persist_state="session", format_func=methods.get,
                                   help="Integrated Gradients: fast and exact up to the 'convergence delta'. "
                                        "Feature ablation: replace one value at a time by the average. "
                                        "Shapley sampling: slower, averages over random orders of the values.")
@@ -337,7 +343,8 @@ with tabs[4]:
         for gi, m in enumerate(names):
             with grid[gi % 2]:
                 mspec = spec.modality(m)
-                st.markdown(f"{swatch(colors[m])} **{md(mspec.display)}**" + ("" if measured[m] else " — not measured"))
+                st.markdown(f"{swatch(colors[m])} **{md(mspec.display)}**"
+                            + ("" if measured[m] else " — not measured"))
                 if mspec.description:
                     st.caption(md(mspec.description))
                 if not measured[m]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import streamlit as st
 
 from mmn_core import SpecError
@@ -65,36 +64,40 @@ HELP = {
 }
 default_mod = spec.mnar_rules[0].modality if spec.mnar_rules else names[-1]
 c1, c2, c3 = st.columns(3)
-modality = c1.selectbox("Data that goes missing", names, key=S.MN_MODALITY, index=names.index(default_mod),
+modality = c1.selectbox("Data that goes missing", names, key=S.MN_MODALITY,
+                        persist_state="session", index=names.index(default_mod),
                         format_func=lambda m: mod_label(spec, m), help=HELP["modality"])
-task = c2.selectbox("Outcome", binary, key=S.MN_TASK, format_func=lambda t: task_label(spec, t), help=HELP["task"])
+task = c2.selectbox("Outcome", binary, key=S.MN_TASK,
+                    persist_state="session", format_func=lambda t: task_label(spec, t), help=HELP["task"])
 rate_opts = [round(0.1 * i, 1) for i in range(10)]
 rates = c3.multiselect("Missingness rates", rate_opts, default=[0.0, 0.2, 0.4, 0.6, 0.8], key=S.MN_RATES,
+                       persist_state="session",
                        format_func=lambda r: f"{100 * r:.0f}%", help=HELP["rates"])
 rules = {r.name: r for r in spec.mnar_rules if r.modality == modality}
 c1, c2, c3 = st.columns(3)
 rule_opts = ["random"] + list(rules)
 if ss.get(S.MN_RULE) not in rule_opts:
     ss[S.MN_RULE] = "random"
-rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, help=HELP["rule"],
+rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, persist_state="session", help=HELP["rule"],
                     format_func=lambda r: "Random among records with the outcome (the paper)" if r == "random"
                     else f"Rule: {rules[r].description or r}")
 pos_names = {"spec": "As in the dataset", "first": "First", "middle": "Middle", "last": "Last"}
-position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION,
+position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION, persist_state="session",
                         format_func=pos_names.get, help=HELP["position"])
 sem_names = {"per-record": "Per record (correct)", "paper": "Whole batch (the paper's code)"}
-semantics = c3.selectbox("Skipping", list(sem_names), key=S.MN_SEMANTICS, format_func=sem_names.get,
+semantics = c3.selectbox("Skipping", list(sem_names), key=S.MN_SEMANTICS,
+                         persist_state="session", format_func=sem_names.get,
                          help=HELP["semantics"])
 c1, c2, c3, c4 = st.columns(4)
 mit_names = {"none": "None", "presence-balance": "Presence balancing (this data)",
              "presence-balance-all": "Presence balancing (all data)", "modality-dropout": "Modality dropout",
              "shuffle-order": "Random order (MultiModN)"}
-mitigation = c1.selectbox("Training option", list(MITIGATIONS), key=S.MN_MITIGATION,
+mitigation = c1.selectbox("Training option", list(MITIGATIONS), key=S.MN_MITIGATION, persist_state="session",
                           format_func=lambda m: mit_names.get(m, m), help=HELP["mitigation"])
-models = c2.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MN_MODELS,
+models = c2.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MN_MODELS, persist_state="session",
                         format_func=R.MODEL_NAMES.get, help=HELP["models"])
-folds = c3.number_input("Folds", 1, 5, 2, key=S.MN_FOLDS, help=HELP["folds"])
-epochs = c4.number_input("Epochs (at most)", 1, 100, 15, key=S.MN_EPOCHS, help=HELP["epochs"])
+folds = c3.number_input("Folds", 1, 5, 2, key=S.MN_FOLDS, persist_state="session", help=HELP["folds"])
+epochs = c4.number_input("Epochs (at most)", 1, 100, 15, key=S.MN_EPOCHS, persist_state="session", help=HELP["epochs"])
 with st.expander("What the controls mean"):
     for label, key in [("Data that goes missing", "modality"), ("Outcome", "task"), ("Missingness rates", "rates"),
                        ("How it goes missing", "rule"), ("Its place in the order", "position"),

@@ -67,7 +67,8 @@ st.header("Where the model comes from")
 if ss.pop("_md_training", None):
     st.warning("Training was interrupted; the previous model is still the active one.")
 sources = ["Shipped with the app", "Load a checkpoint folder", "Train here", "Use your own data"]
-src = st.radio("Source", sources, key=S.MD_SOURCE, horizontal=True, label_visibility="collapsed")
+src = st.radio("Source", sources, key=S.MD_SOURCE,
+               persist_state="session", horizontal=True, label_visibility="collapsed")
 
 if src == sources[0]:
     if up:
@@ -88,7 +89,7 @@ if src == sources[0]:
             st.success("The shipped models are active.")
 
 elif src == sources[1]:
-    st.text_input("Checkpoint folder (with config.json and model.safetensors)", key=S.MD_PATH,
+    st.text_input("Checkpoint folder (with config.json and model.safetensors)", key=S.MD_PATH, persist_state="session",
                   placeholder="/path/to/checkpoint")
     if st.button("Load", key=S.MD_LOAD, type="primary"):
         path = (ss.get(S.MD_PATH) or "").strip()
@@ -109,16 +110,18 @@ elif src == sources[1]:
 
 elif src == sources[2]:
     c1, c2, c3, c4, c5 = st.columns(5)
-    kinds = c1.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MD_KINDS,
+    kinds = c1.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MD_KINDS, persist_state="session",
                            format_func=R.MODEL_NAMES.get)
-    epochs = c2.number_input("Epochs (at most)", 1, 200, 30, key=S.MD_EPOCHS,
+    epochs = c2.number_input("Epochs (at most)", 1, 200, 30, key=S.MD_EPOCHS, persist_state="session",
                              help="Training stops earlier when the validation loss stops improving.")
-    state_size = c3.number_input("State size", 4, 128, 32, key=S.MD_STATE,
+    state_size = c3.number_input("State size", 4, 128, 32, key=S.MD_STATE, persist_state="session",
                                  help="How many numbers the model's memory (state) holds between steps.")
-    seed = c4.number_input("Seed", 0, 10_000, 0, key=S.MD_SEED, help="Same seed, same split and same model.")
+    seed = c4.number_input("Seed", 0, 10_000, 0, key=S.MD_SEED,
+                           persist_state="session", help="Same seed, same split and same model.")
     mitigations = {"none": "None", "balance": "Presence balancing", "dropout": "Modality dropout",
                    "shuffle": "Random order (MultiModN)"}
-    mit = c5.selectbox("Training option", list(mitigations), key=S.MD_MITIGATION, format_func=mitigations.get,
+    mit = c5.selectbox("Training option", list(mitigations), key=S.MD_MITIGATION,
+                       persist_state="session", format_func=mitigations.get,
                        help="Presence balancing hides data at random so that whether data is present says nothing "
                             "about the outcome. Modality dropout hides data at random for everyone.")
     go = st.button("Train", key=S.MD_TRAIN, type="primary", disabled=not kinds)
@@ -200,7 +203,7 @@ cfg = info.get("train_config", {})
 st.caption(f"State size {tr.model.config.state_size}; {len(tr.history)} epochs; seed {cfg.get('seed', '?')}. "
            "All scores below are on the test records, which the model never saw.")
 metric_opts = {"auroc": "AUROC", "balanced_accuracy": "Balanced accuracy", "accuracy": "Accuracy"}
-met = st.selectbox("Measure", list(metric_opts), key=S.MD_METRIC, format_func=metric_opts.get)
+met = st.selectbox("Measure", list(metric_opts), key=S.MD_METRIC, persist_state="session", format_func=metric_opts.get)
 steps = ["Prior"] + [mod_label(spec, m) for m in tr.metrics["steps"][1:]]
 per_task = {t.name: (met if t.type != "regression" else "r2") for t in spec.tasks}
 st.plotly_chart(F.metric_heatmap(tr.metrics, [t.name for t in spec.tasks], [t.display for t in spec.tasks], steps,
@@ -219,7 +222,7 @@ st.plotly_chart(F.history_chart(hist), key="md_history_chart", config={"displayM
 
 st.subheader("Save this model")
 c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-c1.text_input("Folder to save to", key=S.MD_SAVE_PATH, placeholder="/path/to/new-folder")
+c1.text_input("Folder to save to", key=S.MD_SAVE_PATH, persist_state="session", placeholder="/path/to/new-folder")
 if c2.button("Save", key=S.MD_SAVE):
     target = (ss.get(S.MD_SAVE_PATH) or "").strip()
     try:
