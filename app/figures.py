@@ -76,13 +76,33 @@ def modality_colors(names: Sequence[str]) -> dict[str, str]:
     return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
 
 
-def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left") if title else None, height=height,
-                      margin=dict(l=10, r=10, t=50 if title else 20, b=10), font=FONT,
-                      plot_bgcolor="white", paper_bgcolor="white", hoverlabel=dict(align="left"), **kw)
+_AXIS = dict(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False, automargin=True)
+
+
+def _base_layout(title: str | None, height: int) -> dict:
     # automargin: tick labels (long modality names) push the margins out, also in the exported HTML report
-    fig.update_xaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False, automargin=True)
-    fig.update_yaxes(showline=True, linecolor="#BBBBBB", gridcolor="#EEEEEE", zeroline=False, automargin=True)
+    return dict(title=dict(text=title, x=0, xanchor="left") if title else None, height=height,
+                margin=dict(l=10, r=10, t=50 if title else 20, b=10), font=FONT, plot_bgcolor="white",
+                paper_bgcolor="white", hoverlabel=dict(align="left"), xaxis=dict(_AXIS), yaxis=dict(_AXIS))
+
+
+def _fig(traces: list[dict], title: str | None, height: int, xaxis: dict | None = None,
+         yaxis: dict | None = None, **layout) -> go.Figure:
+    """One Figure from plain dicts in a single validated construction (about 3x faster than building it with
+    add_trace/update_* calls; this path runs on every toggle)."""
+    lay = _base_layout(title, height)
+    lay["xaxis"].update(xaxis or {})
+    lay["yaxis"].update(yaxis or {})
+    lay.update(layout)
+    return go.Figure(data=traces, layout=lay)
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -> go.Figure:
+    lay = _base_layout(title, height)
+    xa, ya = lay.pop("xaxis"), lay.pop("yaxis")
+    fig.update_layout(**lay, **kw)
+    fig.update_xaxes(**xa)
+    fig.update_yaxes(**ya)
     return fig
 
 
@@ -114,16 +134,15 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     if values.shape[0] != k + 1 or skipped.shape[0] != k:
         raise ValueError(f"values ({values.shape[0]}) and skipped ({skipped.shape[0]}) do not match "
                          f"{k} steps")
-    xs = np.arange(k + 1)
+    xs = list(range(k + 1))
     ticks = [esc(s) for s in step_labels]
     has_truth = truth is not None and not (isinstance(truth, float) and math.isnan(truth))
-    tickvals = list(xs) + ([k + 1] if has_truth else [])
+    tickvals = xs + ([k + 1] if has_truth else [])
     ticktext = ticks + (["Actual"] if has_truth else [])
     reasons = list(skip_reasons) if skip_reasons is not None else ["skipped"] * k
-    fig = go.Figure()
-    for j in range(k):            # light band behind every skipped step
-        if skipped[j]:
-            fig.add_vrect(x0=j + 0.5, x1=j + 1.5, fillcolor="#999999", opacity=0.08, line_width=0)
+    # a light band behind every skipped step
+    shapes = [dict(type="rect", xref="x", yref="paper", x0=j + 0.5, x1=j + 1.5, y0=0, y1=1, fillcolor="#999999",
+                   opacity=0.08, line=dict(width=0), layer="below") for j in range(k) if skipped[j]]
     percent = task_type in ("binary", "multiclass")
     scale = 100.0 if percent else 1.0
     series = [values] if values.ndim == 1 else [values[:, c] for c in range(values.shape[1])]
@@ -133,12 +152,14 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     else:
         names = [esc(c) for c in (classes or [f"class {c + 1}" for c in range(values.shape[1])])]
         line_colors = _sample_scale(len(series))
+    traces = []
+    symbols = ["circle"] + ["circle-open" if s else "circle" for s in skipped]
     for c, (v, name, lc) in enumerate(zip(series, names, line_colors)):
         solid_x, solid_y, dash_x, dash_y = [], [], [], []
         for j in range(k):
             tx, ty = (dash_x, dash_y) if skipped[j] else (solid_x, solid_y)
             tx += [j, j + 1, None]
-            ty += [scale * v[j], scale * v[j + 1], None]
+            ty += [scale * float(v[j]), scale * float(v[j + 1]), None]
         hover = []
         for j in range(k + 1):
             head = "<b>Prior</b> (before any data)" if j == 0 else f"<b>{ticks[j]}</b>"
@@ -155,16 +176,15 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
             mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
         else:
             mcolors = [lc] * (k + 1)
-        symbols = ["circle"] + ["circle-open" if s else "circle" for s in skipped]
         width = 3 if (values.ndim == 2 and has_truth and int(truth) == c) else 2
-        fig.add_trace(go.Scatter(x=solid_x, y=solid_y, mode="lines", line=dict(color=lc, width=width),
-                                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (steps that ran)"))
-        fig.add_trace(go.Scatter(x=dash_x, y=dash_y, mode="lines", line=dict(color=lc, width=width, dash="dash"),
-                                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (skipped steps)"))
-        fig.add_trace(go.Scatter(x=xs, y=scale * v, mode="markers", name=names[c],
-                                 marker=dict(color=mcolors, symbol=symbols, size=13,
-                                             line=dict(width=2.5, color=mcolors)),
-                                 hovertext=hover, hoverinfo="text", showlegend=values.ndim == 2))
+        traces += [
+            dict(type="scatter", x=solid_x, y=solid_y, mode="lines", line=dict(color=lc, width=width),
+                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (steps that ran)"),
+            dict(type="scatter", x=dash_x, y=dash_y, mode="lines", line=dict(color=lc, width=width, dash="dash"),
+                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (skipped steps)"),
+            dict(type="scatter", x=xs, y=[scale * float(x) for x in v], mode="markers", name=names[c],
+                 marker=dict(color=mcolors, symbol=symbols, size=13, line=dict(width=2.5, color=mcolors)),
+                 hovertext=hover, hoverinfo="text", showlegend=values.ndim == 2)]
     if has_truth:
         if task_type == "binary":
             ty, label = 100.0 * float(truth), (classes[int(truth)] if classes else str(int(truth)))
@@ -172,20 +192,20 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
             ty, label = 100.0, (classes[int(truth)] if classes else str(int(truth)))
         else:
             ty, label = float(truth), with_units(truth, units)
-        fig.add_trace(go.Scatter(x=[k + 1], y=[ty], mode="markers+text", name="Actual outcome",
-                                 marker=dict(symbol="star", size=16, color="black"),
-                                 text=[esc(label)], textposition="middle left" if k > 0 else "top center",
-                                 hovertext=[f"<b>Actual outcome</b><br>{esc(label)}"], hoverinfo="text",
-                                 showlegend=False))
+        traces.append(dict(type="scatter", x=[k + 1], y=[ty], mode="markers+text", name="Actual outcome",
+                           marker=dict(symbol="star", size=16, color="black"), text=[esc(label)],
+                           textposition="middle left" if k > 0 else "top center",
+                           hovertext=[f"<b>Actual outcome</b><br>{esc(label)}"], hoverinfo="text",
+                           showlegend=False))
     if percent:
-        ytitle = "Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"
-        fig.update_yaxes(range=[-4, 104], ticksuffix="%", title=ytitle)
+        yaxis = dict(range=[-4, 104], ticksuffix="%",
+                     title=dict(text="Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"))
     else:
-        fig.update_yaxes(title=f"Prediction ({esc(units)})" if units else "Prediction")
-    fig.update_xaxes(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
-                     title="Step (kind of data added)")
-    _layout(fig, esc(task_label), height=height + (40 if values.ndim == 2 else 0),
-            legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None))
+        yaxis = dict(title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"))
+    xaxis = dict(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
+                 title=dict(text="Step (kind of data added)"))
+    fig = _fig(traces, esc(task_label), height + (40 if values.ndim == 2 else 0), xaxis, yaxis, shapes=shapes,
+               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None))
     if values.ndim == 2:            # room for the class legend between the title and the plot
         fig.update_layout(margin=dict(t=95), title=dict(y=0.98, yanchor="top"))
     return fig
@@ -213,20 +233,20 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
     texts = []
     for n, v in zip(names, values):
         texts.append(esc(status[n]) if status.get(n) else (points(v) if percent else signed(v, units)))
-    fig = go.Figure(go.Bar(
-        y=[esc(l) for l in labels], x=x, orientation="h", marker_color=[colors.get(n, PRIOR_COLOR) for n in names],
-        text=texts, textposition="outside", cliponaxis=False,
-        hovertext=[f"<b>{esc(l)}</b><br>{t}" for l, t in zip(labels, texts)], hoverinfo="text", name="Shapley"))
+    bar = dict(type="bar", y=[esc(l) for l in labels], x=[float(v) for v in x], orientation="h",
+               marker=dict(color=[colors.get(n, PRIOR_COLOR) for n in names]), text=texts, textposition="outside",
+               cliponaxis=False, hovertext=[f"<b>{esc(l)}</b><br>{t}" for l, t in zip(labels, texts)],
+               hoverinfo="text", name="Shapley")
     if percent:
         target = f"P({esc(class_label)})" if class_label else "the risk"
         xt = f"Contribution to {target} (percentage points)"
     else:
         xt = f"Contribution ({esc(units)})" if units else "Contribution"
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title=xt, zeroline=True, zerolinecolor="#888888")
     span = float(np.nanmax(np.abs(x))) if len(x) and np.isfinite(x).any() else 1.0
-    fig.update_xaxes(range=[-1.6 * span - 1e-9, 1.6 * span + 1e-9])
-    return _layout(fig, f"Why: {esc(task_label)}", height=height or 80 + 34 * len(names))
+    xaxis = dict(title=dict(text=xt), zeroline=True, zerolinecolor="#888888",
+                 range=[-1.6 * span - 1e-9, 1.6 * span + 1e-9])
+    return _fig([bar], f"Why: {esc(task_label)}", height or 80 + 34 * len(names), xaxis,
+                dict(autorange="reversed"))
 
 
 def attribution_bars(labels: Sequence[str], values: np.ndarray, raw: Sequence[str], color: str, *,
