@@ -155,8 +155,8 @@ def test_pfusion_loss_is_one_state_per_record(synthetic_small):
 # --- fit ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind,threshold", [("multimodn", 0.72), ("pfusion", 0.70)])
 def test_fit_beats_stated_auroc_on_synthetic_outcome(synthetic_small, kind, threshold):
-    """Measured with this seed: MultiModN 0.78-0.79, P-Fusion ~0.76 test AUROC after 8 epochs (an untrained
-    model scores ~0.5). The thresholds sit honestly below."""
+    """Measured on this 1,200-record cohort with seed 0: test AUROC 0.747 (MultiModN) and 0.771 (P-Fusion) after
+    8 epochs; 0.73-0.80 over other seeds; the constant prior scores 0.5. The thresholds sit below."""
     trained = train_model(synthetic_small, kind, ModelConfig(), TrainConfig(epochs=8, seed=0))
     final = final_metrics(trained.metrics)
     assert final["outcome"]["auroc"] >= threshold, final["outcome"]
