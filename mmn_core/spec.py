@@ -150,9 +150,20 @@ class DatasetSpec(_Frozen):
         return self.model_dump(mode="json", exclude={"base_dir"})
 
 
-def _first_error(err: ValidationError, source: str) -> str:
+def _first_error(err: ValidationError, source: str, raw: dict) -> str:
+    """One line: where (tasks.1.type becomes tasks[death].type when the entry has a name) and what."""
     e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "top level"
+    parts, node = [], raw
+    for p in e["loc"]:
+        named = isinstance(p, int) and isinstance(node, list) and p < len(node) and isinstance(node[p], dict) \
+            and isinstance(node[p].get("name"), str)
+        if named and parts:
+            parts[-1] += f"[{node[p]['name']}]"
+        else:
+            parts.append(str(p))
+        node = node[p] if isinstance(node, (list, dict)) and (isinstance(p, int) and isinstance(node, list)
+                                                                and p < len(node) or p in node) else None
+    where = ".".join(parts) or "top level"
     msg = e["msg"].removeprefix("Value error, ")
     return f"{source}: {where}: {msg}"
 
@@ -163,7 +174,7 @@ def spec_from_dict(raw: object, source: str = "spec", base_dir: str = "") -> Dat
     try:
         return DatasetSpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as err:
-        raise SpecError(_first_error(err, source)) from None
+        raise SpecError(_first_error(err, source, raw)) from None
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
