@@ -48,7 +48,7 @@ class Dataset:
             else:
                 seq = self.sequences[m.name]
                 has = seq.loc[seq[m.columns].notna().any(axis=1), m.key].astype(str)
-                out[m.name] = np.isin(np.asarray(self.ids), has.unique())
+                out[m.name] = pd.Index(self.ids).isin(has.unique())  # hashed: np.isin on strings is quadratic
         return pd.DataFrame(out, index=self.frame.index)
 
     def subset(self, rows) -> "Dataset":
@@ -369,7 +369,7 @@ class Preprocessor:
             enc = self._encode(m, seq)
             pos = {rid: i for i, rid in enumerate(ids)}
             keys = seq[m.key].astype(str).to_numpy()
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, int)
             ends = np.r_[starts[1:], len(keys)]
             for s, e in zip(starts, ends):
                 i = pos.get(keys[s])
