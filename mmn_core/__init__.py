@@ -8,9 +8,10 @@ from .baseline import PFusion  # noqa: E402
 from .train import TrainConfig, fit, predict, train_model  # noqa: E402
 from .metrics import metric_matrix, classification_metrics, regression_metrics  # noqa: E402
 from .checkpoint import CheckpointError, Trained, build_model, load, save  # noqa: E402
+from .explain import StateMap, Trace, attribute, narrative, shapley, trace  # noqa: E402
 
 __all__ = ["__version__", "DatasetSpec", "SpecError", "load_spec", "Dataset", "Preprocessor", "TensorData",
            "load_data", "load_dataset", "split", "kfold", "ModelConfig", "ModelOutput", "MultiModN",
            "probabilities", "PFusion", "TrainConfig", "fit", "predict", "train_model", "metric_matrix",
            "classification_metrics", "regression_metrics", "CheckpointError", "Trained", "build_model", "load",
-           "save"]
+           "save", "StateMap", "Trace", "attribute", "narrative", "shapley", "trace"]

@@ -198,6 +198,7 @@ def cmd_explain(args):
         lines.append(f"{task}: {steps}")
         if task in payload.get("shapley", {}):
             lines.append("  Shapley: " + ", ".join(f"{m} {x:+.3f}" for m, x in payload["shapley"][task].items()))
+        lines += [f"  {i}. {sentence}" for i, sentence in enumerate(payload.get("narrative", {}).get(task, []))]
     _emit(args, payload, "\n".join(lines))
 
 
@@ -281,8 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    import torch
+
     from .checkpoint import CheckpointError
     from .spec import SpecError
+    # Small tensors: a second thread costs more in synchronization than it gains (benchmarks/interpret_speed.md).
+    torch.set_num_threads(int(os.environ.get("MMN_THREADS", "1")))
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
