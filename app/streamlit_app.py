@@ -33,6 +33,7 @@ def _on_dataset_change() -> None:
 ss = st.session_state
 ss.setdefault(S.MODELS, {})
 ss.setdefault(S.UPLOADS, {})
+_before = ss.get(S.DATASET)
 if not ss.get(S.URL_READ):
     ss[S.URL_READ] = True
     view = S.view_from_query(st.query_params)
@@ -64,7 +65,13 @@ pages = [
 nav = st.navigation(pages)
 
 with st.sidebar:
-    st.selectbox("Dataset", R.dataset_choices(ss[S.UPLOADS]), key=S.DATASET, format_func=lambda n: _titles.get(n, n),
+    # index = the active dataset: a page link clicked while the first run is still going makes the frontend
+    # re-mount the picker at its default index, which it then sends back as a switch to that dataset (seen in
+    # the browser tests). In a run that wrote the key above, index 0: the written value reaches the frontend
+    # anyway, and Streamlit logs a warning when a widget has both.
+    _choices = R.dataset_choices(ss[S.UPLOADS])
+    st.selectbox("Dataset", _choices, key=S.DATASET, format_func=lambda n: _titles.get(n, n),
+                 index=0 if ss[S.DATASET] != _before else _choices.index(ss[S.DATASET]),
                  on_change=_on_dataset_change,
                  help="The bundled datasets open with a small model trained on them; an uploaded dataset needs "
                       "a model trained on the Model page.")
