@@ -135,6 +135,29 @@ def exp_mnar(plan: Plan, name: str, setting: dict, tick) -> dict:
     return res
 
 
+def exp_without(plan: Plan, name: str, tick) -> dict:
+    """Reference for the MNAR tables: each model trained and tested without modality M at all (no M values, no
+    M presence), on the same folds as run_mnar. Its AUROC is the same on the clean and the reversed splits."""
+    ds = dataset(name)
+    modality, task = MNAR_SETUP[name]
+    spec = ds.spec.model_copy(update={"tasks": [ds.spec.task(task)],
+                                      "modalities": [m for m in ds.spec.modalities if m.name != modality]})
+    work = replace(ds, spec=spec)
+    per = {k: [] for k in KINDS}
+    for rows in fold_rows(work, plan.mnar_folds, 0) if plan.mnar_folds > 1 else [split_rows(work)]:
+        for kind in KINDS:
+            trained = train_model(work, kind, None, plan.train_config(), rows=rows)
+            per[kind].append(final_metrics(trained.metrics)[task])
+            tick(1)
+    return {"dataset": name, "modality": modality, "task": task, "per_fold": per,
+            "auroc": {k: _mean_sd([f["auroc"] for f in v]) for k, v in per.items()}}
+
+
+def split_rows(ds):
+    from mmn_core.data import split
+    return split(ds, seed=0)
+
+
 def _permutations(names: list[str], n: int, seed: int) -> list[list[str]]:
     rng = np.random.default_rng(seed)
     orders = [list(names)]
@@ -210,17 +233,20 @@ def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * page
 base_rss, peak, stop = rss(), [0], threading.Event()
-def sample():                      # current RSS every 2 ms: the training peak, not the data-loading peak
+def sample():                      # current RSS every 5 ms: the training peak, not the data-loading peak
     while not stop.is_set():
         peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
+        time.sleep(0.005)
 t = threading.Thread(target=sample, daemon=True)
 t.start()
-hist = fit(model, data, None, TrainConfig(epochs=epochs, patience=99))
+marks = [time.thread_time()]       # CPU time of this thread (torch runs single-threaded in it): load-independent
+hist = fit(model, data, None, TrainConfig(epochs=epochs, patience=99), lambda row: marks.append(time.thread_time()))
+per_epoch = sorted(b - a for a, b in zip(marks[1:-1], marks[2:]))   # skip epoch 1 (lazy initialisation)
+cpu = per_epoch[len(per_epoch) // 2]
 stop.set(); t.join()
 secs = sorted(h["seconds"] for h in hist)
 print(json.dumps({"modalities": len(ds.spec.modalities), "tasks": n_tasks, "model": kind,
-                  "seconds_per_epoch": secs[len(secs) // 2], "records": len(ds),
+                  "seconds_per_epoch": secs[len(secs) // 2], "cpu_seconds_per_epoch": cpu, "records": len(ds),
                   "peak_rss_growth_mb": max(0, peak[0] - base_rss) / 2**20, "rss_before_mb": base_rss / 2**20,
                   "params": sum(p.numel() for p in model.parameters())}))
 """
@@ -235,11 +261,11 @@ def exp_scaling(plan: Plan, tick) -> dict:
     """Time and memory per epoch vs number of modalities and tasks (synthetic, 3,000 records, batch 256).
     One subprocess per configuration so that peak memory is not shared between configurations."""
     configs = _scale_configs(plan)
-    out = {"records": 3000, "epochs_timed": 3, "results": []}
+    out = {"records": 3000, "epochs_timed": 5, "results": []}
     for extra, n_tasks in configs:
         for kind in KINDS:
             proc = subprocess.run([sys.executable, "-c", _SCALE_CHILD, str(ROOT), str(extra), str(n_tasks), kind,
-                                   "3"], capture_output=True, text=True, check=True)
+                                   str(out["epochs_timed"])], capture_output=True, text=True, check=True)
             out["results"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
             tick(1)
     return out
@@ -279,6 +305,8 @@ def build_plan(plan: Plan) -> list[tuple[str, int, callable]]:
     for name in plan.mnar_sets:
         for sid, kw, units in mnar_settings(plan, name):
             jobs.append((f"mnar_{name}_{sid}", units, lambda tick, n=name, k=kw: exp_mnar(plan, n, k, tick)))
+    for name in plan.mnar_sets:
+        jobs.append((f"mnar_{name}_without-m", 2 * plan.mnar_folds, lambda tick, n=name: exp_without(plan, n, tick)))
     for name in plan.multitask_sets:
         n_tasks = len(dataset(name).spec.tasks)
         jobs.append((f"multitask_{name}", n_tasks * plan.cv_folds * 2,
