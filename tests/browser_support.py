@@ -131,11 +131,13 @@ _FIGURE_JS = """(key) => {
   const els = document.querySelectorAll(`.st-key-${key} .js-plotly-plot`);
   const el = els[els.length - 1];
   if (!el || !el._fullData || !el._fullLayout) return null;
-  return {ticks: (el._fullLayout.xaxis && el._fullLayout.xaxis.ticktext) ? Array.from(el._fullLayout.xaxis.ticktext) : [],
+  const ax = el._fullLayout.xaxis;
+  return {ticks: (ax && ax.ticktext) ? Array.from(ax.ticktext) : [],
           title: el._fullLayout.title ? String(el._fullLayout.title.text || '') : '',
-          traces: el._fullData.map(t => ({name: String(t.name || ''), mode: String(t.mode || ''),
-                                          x: t.x ? Array.from(t.x) : [], y: t.y ? Array.from(t.y) : [],
-                                          symbols: (t.marker && Array.isArray(t.marker.symbol)) ? Array.from(t.marker.symbol) : []}))};
+          traces: el._fullData.map(t => ({
+            name: String(t.name || ''), mode: String(t.mode || ''),
+            x: t.x ? Array.from(t.x) : [], y: t.y ? Array.from(t.y) : [],
+            symbols: (t.marker && Array.isArray(t.marker.symbol)) ? Array.from(t.marker.symbol) : []}))};
 }"""
 
 
