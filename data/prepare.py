@@ -133,6 +133,9 @@ SUPPORT_MODALITIES = [
 ]
 
 SFDM2_LEVELS = ["no(M2 and SIP pres)", "adl>=4 (>=5 if sur)", "SIP>=30", "Coma or Intub", "<2 mo. follow-up"]
+SFDM2_LABELS = {"no(M2 and SIP pres)": "No severe disability", "adl>=4 (>=5 if sur)": "Needs help in ≥ 4 daily activities",
+                "SIP>=30": "Severe illness impact (SIP ≥ 30)", "Coma or Intub": "Coma or intubated",
+                "<2 mo. follow-up": "Died before 2 months"}
 
 
 def build_support2() -> tuple[pd.DataFrame, dict, dict]:
@@ -176,7 +179,7 @@ def build_support2() -> tuple[pd.DataFrame, dict, dict]:
                  positive="yes", description="Died within 180 days of study entry (every patient was followed "
                                              "at least that long or died)"),
             dict(name="sfdm2", label="Functional outcome at 2 months", column="sfdm2", type="multiclass",
-                 classes=SFDM2_LEVELS,
+                 classes=SFDM2_LEVELS, class_labels=SFDM2_LABELS,
                  description="SUPPORT functional disability level at 2 months: no severe disability; ADL ≥ 4 "
                              "(≥ 5 if rated by a surrogate); "
                              "Sickness Impact Profile ≥ 30; coma or intubated; '<2 mo. follow-up' = died "

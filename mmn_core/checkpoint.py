@@ -122,8 +122,7 @@ def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
         raise CheckpointError(f"{cfg_path}: config.json is not valid JSON") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: unknown checkpoint format (expected {FORMAT})")
-    # checkpoints saved before the config hash existed have none; every checkpoint saved now carries one
-    if "config_sha256" in cfg and cfg["config_sha256"] != _config_sha256(cfg):
+    if cfg.get("config_sha256") != _config_sha256(cfg):
         raise CheckpointError(f"{cfg_path}: config.json was edited after saving (checksum mismatch)")
     if _sha256(weights) != cfg.get("weights_sha256"):
         raise CheckpointError(f"{weights}: weights do not match config.json (file truncated or modified)")

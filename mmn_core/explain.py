@@ -720,7 +720,7 @@ class StateMap:
 
 # --- 6. narrative --------------------------------------------------------------------------------------------
 def _pct(p: float) -> str:
-    return f"{100 * p:.0f} %"
+    return f"{100 * p:.0f}%"
 
 
 def _num(v: float, units: str = "") -> str:
@@ -770,7 +770,7 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
     v = trace.value[task][:, i]
     if v.ndim == 2:                                   # multiclass: follow the finally predicted class
         c = int(v[-1].argmax())
-        cname = trace.classes[task][c]
+        cname = tspec.class_display(trace.classes[task][c])
         v = v[:, c]
         noun, fmt = f"the predicted probability of {what} '{cname}'", _pct
     elif tspec.type == "regression":

@@ -58,11 +58,16 @@ class TaskSpec(_Frozen):
     positive: str | int | float | bool | None = Field(None, description="binary: the value meaning 'positive'")
     units: str = Field("", description="regression: the target's units")
     classes: list[str] | None = Field(None, description="multiclass: class order for display (e.g. by severity)")
+    class_labels: dict[str, str] = Field(default_factory=dict, description="plain names for class values")
     weight: float = Field(1.0, gt=0, description="weight of this task in the loss")
 
     @property
     def display(self) -> str:
         return self.label or self.name
+
+    def class_display(self, value: str) -> str:
+        """A class value as shown on screen: its plain name from `class_labels`, else the value itself."""
+        return self.class_labels.get(str(value), str(value))
 
 
 class MnarRule(_Frozen):

@@ -149,11 +149,26 @@ def test_inconsistent_config_is_refused_even_with_a_valid_checksum(saved, edit):
     _one_line(err)
 
 
-def test_shipped_style_checkpoint_without_config_checksum_still_loads(saved):
-    """Checkpoints written before config.json carried its own checksum stay loadable."""
+def test_config_without_its_checksum_is_refused(saved):
+    """Removing the checksum must not be a way around it (every shipped checkpoint carries one)."""
     _, _, path = saved
     _edit_config(path, lambda c: c.pop("config_sha256"))
-    assert load(path).kind == "multimodn"
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    _one_line(err)
+    assert "checksum" in str(err.value)
+
+
+def test_every_shipped_checkpoint_loads_and_matches_its_bundled_dataset():
+    from mmn_core import load_dataset
+    from conftest import ROOT
+    folders = sorted((ROOT / "data" / "checkpoints").iterdir())
+    assert len(folders) == 8
+    for folder in folders:
+        trained = load(folder)
+        name = trained.info["dataset"]
+        ds = load_dataset(name) if name != "synthetic" else load_dataset(name, n=3000, seed=0)
+        assert ds.spec.to_json() == trained.spec.to_json(), folder.name
 
 
 def test_changed_shapes_are_refused(saved):

@@ -333,7 +333,7 @@ def test_attribution_rejects_bad_input(fx):
 
 # --- narrative ------------------------------------------------------------------------------------------------
 def _numbers(sentence):
-    return [float(x) for x in re.findall(r"(-?\d+(?:\.\d+)?) %", sentence)]
+    return [float(x) for x in re.findall(r"(-?\d+(?:\.\d+)?) ?%", sentence)]
 
 
 def test_narrative_numbers_match_the_trace(fx, mixed):
