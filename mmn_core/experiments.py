@@ -1,14 +1,20 @@
-"""Experiments over whole datasets: k-fold comparison of MultiModN and P-Fusion."""
+"""Experiments over whole datasets: k-fold comparison of MultiModN and P-Fusion, and the MNAR robustness
+experiment (train under injected missingness, test on clean and reversed splits)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .data import Dataset, _strata, kfold
-from .metrics import final_metrics
-from .train import Progress, TrainConfig, train_model
+from .checkpoint import build_model
+from .data import Dataset, Preprocessor, _strata, kfold, split
+from .metrics import final_metrics, task_metrics
+from .missingness import apply_rule, inject_mnar, presence_by_class, removed_rows, reverse_mnar
+from .model import ModelConfig
+from .spec import MnarRule
+from .train import PAPER_BATCH, Progress, TrainConfig, balance_presence, fit, predict, train_model
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -59,14 +65,12 @@ def cross_validate(ds: Dataset, kinds=("multimodn", "pfusion"), folds: int = 5, 
 # --- MNAR robustness experiment -----------------------------------------------------------------------------
 POSITIONS = ("spec", "first", "middle", "last")
 MITIGATIONS = ("none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order")
-PAPER_BATCH = 16   # the official MIMIC/MNAR pipelines: batch 16, unshuffled loaders
 
 
 def place_modality(ds: Dataset, modality: str, position: str = "spec") -> Dataset:
     """The same data with `modality` moved first / to the middle / last of the encoder order (the model's
     default order is the spec's modality order, so reordering the spec is how a position is trained and
     evaluated); "spec" keeps the order."""
-    from dataclasses import replace
     if position not in POSITIONS:
         raise ValueError(f"unknown position '{position}' (choose: {', '.join(POSITIONS)})")
     ds.spec.modality(modality)
@@ -80,7 +84,6 @@ def place_modality(ds: Dataset, modality: str, position: str = "spec") -> Datase
 
 def _mnar_train_config(ds: Dataset, modality: str, task: str, mitigation: str, semantics: str, epochs: int,
                        seed: int, dropout_rate: float, base: TrainConfig | None) -> TrainConfig:
-    from dataclasses import replace
     if mitigation not in MITIGATIONS:
         raise ValueError(f"unknown mitigation '{mitigation}' (choose: {', '.join(MITIGATIONS)})")
     if semantics not in ("per-record", "paper"):
@@ -99,15 +102,12 @@ def _mnar_train_config(ds: Dataset, modality: str, task: str, mitigation: str, s
 
 def _task_scores(model, data, task, semantics: str) -> dict[str, float]:
     """Final-step metrics of one binary task; paper semantics evaluates in file order, batch 16, batch-wide."""
-    from .metrics import task_metrics
-    from .train import predict
-    out = predict(model, data, batch_size=PAPER_BATCH if semantics == "paper" else 1024, semantics=semantics)
+    out = predict(model, data, semantics=semantics)
     m = task_metrics("binary", data.y[task].numpy(), out.logits[task][-1].detach().cpu().numpy())
     return {"auroc": m["auroc"], "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"]}
 
 
 def _resolve_rule(ds: Dataset, rule, modality: str):
-    from .spec import MnarRule
     if rule is None or callable(rule) and not isinstance(rule, MnarRule):
         return rule
     if isinstance(rule, str):
@@ -152,14 +152,9 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     each rate's reversed split), "presence": [{"rate", "train_pos", "train_neg", "reversed_pos",
     "reversed_neg", "removed"}], "config": {...}}."""
     import time
-    from dataclasses import replace
 
     import torch
 
-    from .checkpoint import build_model
-    from .data import Preprocessor, split
-    from .missingness import apply_rule, inject_mnar, presence_by_class, reverse_mnar, removed_rows
-    from .train import balance_presence, fit
 
     ds.spec.modality(modality)
     t = ds.spec.task(task)
@@ -284,5 +279,4 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
 
 
 def _default_model_config():
-    from .model import ModelConfig
     return ModelConfig()

@@ -45,6 +45,7 @@ class TrainConfig:
         return d
 
 
+PAPER_BATCH = 16   # the official MIMIC/MNAR pipelines: batch 16, unshuffled loaders, batch-wide skipping
 History = list[dict]
 Progress = Callable[[dict], None]
 
@@ -93,7 +94,11 @@ def _run(model, data: TensorData, idx, present, order=None) -> ModelOutput:
 @torch.no_grad()
 def predict(model, data: TensorData, batch_size: int = 1024, order: list[str] | None = None,
             semantics: Semantics = "per-record") -> ModelOutput:
-    """Run the model over `data` in batches (eval mode) and concatenate: logits[t] (K+1, N, C)."""
+    """Run the model over `data` in batches (eval mode) and concatenate: logits[t] (K+1, N, C).
+
+    Paper semantics always run at batch 16: with batch-wide skipping the batch size changes the predictions."""
+    if semantics == "paper":
+        batch_size = PAPER_BATCH
     was = model.training
     model.eval()
     outs = []
@@ -135,7 +140,7 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
     names = model.modality_names
     history: History = []
     best, best_state, bad = math.inf, None, 0
-    batch_size = 16 if config.semantics == "paper" else config.batch_size
+    batch_size = PAPER_BATCH if config.semantics == "paper" else config.batch_size
     shuffle = config.shuffle and config.semantics != "paper"
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
@@ -168,9 +173,7 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
             count += len(idx)
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if val_d is not None:
-            # paper semantics: validate as the official code did (batch 16, batch-wide skipping)
-            row["val_loss"] = evaluate_loss(model, val_d, batch_size if config.semantics == "paper" else 1024,
-                                            semantics=config.semantics)
+            row["val_loss"] = evaluate_loss(model, val_d, semantics=config.semantics)
         history.append(row)
         if progress is not None:
             progress({**row, "epochs": config.epochs})
