@@ -24,6 +24,18 @@ def md(text) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
+# What Streamlit's label Markdown would still interpret (block-level syntax is escaped by Streamlit itself):
+# emphasis, code, links/images, strikethrough, LaTeX, HTML-looking text, entities, shortcodes and directives.
+_LABEL_SPECIAL = re.compile(r"[\\`*\[\]~$<>]|&(?=#?\w+;)|:(?=\S)|(?<!\w)_|_(?!\w)")
+
+
+def label_md(text) -> str:
+    """User text for a widget label: escaped only where Markdown would act, so an ordinary name such as
+    'Vital signs (day 3)' stays exactly as it is — Streamlit also uses the label string as the control's
+    accessible name (aria-label), where every backslash would be read aloud."""
+    return _LABEL_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text)).replace("\n", " ")
+
+
 def swatch(color: str) -> str:
     """A coloured dot for a Markdown label (the colour is ours, never user text)."""
     return f':color[●]{{foreground="{color}"}}'
@@ -41,6 +53,11 @@ def col_label(mspec, column: str) -> str:
     return mspec.column_labels.get(column, column)
 
 
+def class_names(task, classes: list[str] | None) -> list[str] | None:
+    """The plain names of a task's classes (spec `class_labels`), in the model's class order."""
+    return None if classes is None else [task.class_display(c) for c in classes]
+
+
 def class_name(classes: list[str], code) -> str:
     if code is None or (isinstance(code, float) and np.isnan(code)):
         return "not recorded"
@@ -48,22 +65,24 @@ def class_name(classes: list[str], code) -> str:
 
 
 def value_text(task, value, classes=None) -> str:
-    """A final prediction as a reader sees it: '63%', '12.4 points', or 'SIP>=30 (54%)'."""
+    """A final prediction as a reader sees it: '63%', '12.4 points', or 'Severe illness impact (54%)'.
+    classes: the model's class values; shown by their plain names (task.class_display)."""
     if task.type == "binary":
         return pct(float(value))
     if task.type == "multiclass":
         v = np.asarray(value, dtype=float)
         c = int(v.argmax())
-        return f"{classes[c]} ({pct(v[c])})"
+        return f"{task.class_display(classes[c])} ({pct(v[c])})"
     return with_units(float(value), task.units)
 
 
 def actual_text(task, label, classes=None) -> str:
+    """What actually happened, in plain words (class values by their plain names)."""
     if label is None or (isinstance(label, float) and np.isnan(label)):
         return "not recorded"
     if task.type == "regression":
         return with_units(float(label), task.units)
-    return str(classes[int(label)])
+    return task.class_display(classes[int(label)])
 
 
 def raw_text(value, units: str = "") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "
 TOL_EXTRA = ["#882255", "#999933", "#332288", "#44AA99", "#AA4499", "#661100", "#117733"]
 PALETTE = OKABE_ITO + TOL_EXTRA
 PRIOR_COLOR = "#7F7F7F"
+NONE_COLOR = "#B0B0B0"                           # a step without data (not measured)
 LINE_COLOR = "#404040"
 MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
 MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
@@ -25,12 +27,32 @@ OUTCOME_COLORS = ["#C8C8C8", "#404040"]          # cohort map, binary: negative 
 CLASS_SCALE = "Cividis"                          # multiclass / regression colouring (colour-blind safe)
 STATE_SCALE = "PuOr"                             # diverging, colour-blind safe
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
+STATUS_COLOR = "#767676"                         # grey captions ("not measured"); 4.5:1 on white
+# Why a step did not run. The two states look different everywhere (marker, line, tick caption, hover, bars):
+# "not measured" = the record has no such data; "skipped by you" = switched off in the Explorer.
+NOT_MEASURED = "not measured"
+SKIPPED_BY_YOU = "skipped by you"
 
 
 # --- text helpers ------------------------------------------------------------------------------------------
 def esc(text) -> str:
     """Text for plotly: '<' and '&' are shown literally instead of being read as markup."""
     return html.escape(str(text), quote=False)
+
+
+def wrap(text, width: int = 12) -> str:
+    """User text for a plotly label, broken at word boundaries into lines of about `width` characters (joined
+    with <br>); each line is escaped, so only our <br> is markup. A parenthesised group such as "(day 3)" is
+    kept on one line; a single longer word stays whole."""
+    import textwrap
+    raw = re.sub(r"\([^()]*\)", lambda m: m.group(0).replace(" ", "\u00a0"), str(text))
+    lines = textwrap.wrap(raw, width=width, break_long_words=False, break_on_hyphens=False) or [""]
+    return "<br>".join(esc(line.replace("\u00a0", " ")) for line in lines)
+
+
+def status_caption(text: str) -> str:
+    """A small grey italic second line for a plotly label (our fixed words, escaped anyway)."""
+    return f"<span style='color:{STATUS_COLOR};font-size:11px'><i>{esc(text)}</i></span>"
 
 
 def pct(p: float) -> str:
@@ -86,11 +108,11 @@ def _base_layout(title: str | None, height: int) -> dict:
                 paper_bgcolor="white", hoverlabel=dict(align="left"), xaxis=dict(_AXIS), yaxis=dict(_AXIS))
 
 
-def _fig(traces: list[dict], title: str | None, height: int, xaxis: dict | None = None,
+def _fig(traces: list[dict], heading: str | None, height: int, xaxis: dict | None = None,
          yaxis: dict | None = None, **layout) -> go.Figure:
     """One Figure from plain dicts in a single validated construction (about 3x faster than building it with
     add_trace/update_* calls; this path runs on every toggle)."""
-    lay = _base_layout(title, height)
+    lay = _base_layout(heading, height)
     lay["xaxis"].update(xaxis or {})
     lay["yaxis"].update(yaxis or {})
     lay.update(layout)
@@ -119,14 +141,19 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
                task_type: str, task_label: str, colors: dict[str, str], units: str = "",
                classes: Sequence[str] | None = None, truth: float | None = None,
                skip_reasons: Sequence[str] | None = None, sentences: Sequence[str] | None = None,
-               height: int = 330) -> go.Figure:
+               off_name: str = SKIPPED_BY_YOU, height: int = 340) -> go.Figure:
     """The prediction after each step of one record, for one task.
 
     steps: ["prior", m1, ..., mK] (names), step_labels: display names (same length); values: (K+1,) — binary
     P(positive), regression in units — or (K+1, C) class probabilities; skipped: (K,) bool; truth: binary/
-    multiclass class index, regression value, None/NaN if unknown; skip_reasons: (K,) e.g. "not measured";
-    sentences: (K+1,) plain-language text shown on hover.
-    x = Prior, modalities in encoding order, Actual; skipped steps are hollow markers reached by a dashed line.
+    multiclass class index, regression value, None/NaN if unknown; skip_reasons: (K,) why each skipped step
+    did not run — NOT_MEASURED (the record has no such data) or any other text such as SKIPPED_BY_YOU (switched
+    off by the user); classes: display names of the classes; sentences: (K+1,) plain-language text on hover;
+    off_name: how the key names a switched-off step (the HTML report, read by others, says who switched it).
+
+    x = Prior, modalities in encoding order, Actual; tick labels wrap at word boundaries and carry a grey
+    caption under a step that did not run. A step the user switched off: hollow circle in the modality's colour,
+    reached by a dashed line, on a light band. A step without data: grey crossed circle, dotted line.
     """
     values = np.asarray(values, dtype=float)
     skipped = np.asarray(skipped, dtype=bool)
@@ -135,14 +162,31 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
         raise ValueError(f"values ({values.shape[0]}) and skipped ({skipped.shape[0]}) do not match "
                          f"{k} steps")
     xs = list(range(k + 1))
-    ticks = [esc(s) for s in step_labels]
+    reasons = list(skip_reasons) if skip_reasons is not None else [SKIPPED_BY_YOU] * k
+    # per step: "ran", "off" (switched off by the user) or "none" (not measured)
+    kind = ["ran"] + ["none" if (skipped[j] and reasons[j] == NOT_MEASURED) else "off" if skipped[j] else "ran"
+                      for j in range(k)]
     has_truth = truth is not None and not (isinstance(truth, float) and math.isnan(truth))
-    tickvals = xs + ([k + 1] if has_truth else [])
-    ticktext = ticks + (["Actual"] if has_truth else [])
-    reasons = list(skip_reasons) if skip_reasons is not None else ["skipped"] * k
-    # a light band behind every skipped step
-    shapes = [dict(type="rect", xref="x", yref="paper", x0=j + 0.5, x1=j + 1.5, y0=0, y1=1, fillcolor="#999999",
-                   opacity=0.08, line=dict(width=0), layer="below") for j in range(k) if skipped[j]]
+    n_ticks = k + 2 if has_truth else k + 1
+    # Labels wrapped into short lines so that neighbours never overlap: a step is ~75 px wide with 12 steps on
+    # a full-width chart at 1,500 px (about 12 characters at 12 px); with more steps they are slanted.
+    slanted = n_ticks > 13
+    width = 16 if slanted else max(11, min(20, int(150 / n_ticks)))
+    ticktext = [wrap(s, width) if kind[j] == "ran" else f"<span style='color:{STATUS_COLOR}'>{wrap(s, width)}</span>"
+                for j, s in enumerate(step_labels)]
+    tickvals = list(xs)
+    if has_truth:
+        if task_type == "binary":
+            ty, label = 100.0 * float(truth), (classes[int(truth)] if classes else str(int(truth)))
+        elif task_type == "multiclass":
+            ty, label = 100.0, (classes[int(truth)] if classes else str(int(truth)))
+        else:
+            ty, label = float(truth), with_units(truth, units)
+        tickvals.append(k + 1)
+        ticktext.append("<b>Actual:</b><br>" + wrap(label, width))
+    # a light band behind every step the user switched off (the change they made)
+    shapes = [dict(type="rect", xref="x", yref="paper", x0=j - 0.5, x1=j + 0.5, y0=0, y1=1, fillcolor="#999999",
+                   opacity=0.10, line=dict(width=0), layer="below") for j in range(1, k + 1) if kind[j] == "off"]
     percent = task_type in ("binary", "multiclass")
     scale = 100.0 if percent else 1.0
     series = [values] if values.ndim == 1 else [values[:, c] for c in range(values.shape[1])]
@@ -152,21 +196,25 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     else:
         names = [esc(c) for c in (classes or [f"class {c + 1}" for c in range(values.shape[1])])]
         line_colors = _sample_scale(len(series))
+    symbols = ["circle" if kd == "ran" else "circle-open" if kd == "off" else "circle-x-open" for kd in kind]
+    plain = [esc(s) for s in step_labels]
     traces = []
-    symbols = ["circle"] + ["circle-open" if s else "circle" for s in skipped]
     for c, (v, name, lc) in enumerate(zip(series, names, line_colors)):
-        solid_x, solid_y, dash_x, dash_y = [], [], [], []
+        seg = {"ran": ([], []), "off": ([], []), "none": ([], [])}
         for j in range(k):
-            tx, ty = (dash_x, dash_y) if skipped[j] else (solid_x, solid_y)
+            tx, ty_ = seg[kind[j + 1]]
             tx += [j, j + 1, None]
-            ty += [scale * float(v[j]), scale * float(v[j + 1]), None]
+            ty_ += [scale * float(v[j]), scale * float(v[j + 1]), None]
         hover = []
         for j in range(k + 1):
-            head = "<b>Prior</b> (before any data)" if j == 0 else f"<b>{ticks[j]}</b>"
+            head = "<b>Prior</b> (before any data)" if j == 0 else f"<b>{plain[j]}</b>"
             line = f"{names[c] if values.ndim == 2 else 'Prediction'}: {_value_text(task_type, v[j], units)}"
-            if j > 0 and skipped[j - 1]:
+            if kind[j] == "none":
+                head += " — not measured for this record"
+                line += " (unchanged: no data, so the step was skipped)"
+            elif kind[j] == "off":
                 head += f" — {esc(reasons[j - 1])}"
-                line += " (unchanged)"
+                line += " (unchanged: this data was switched off)"
             elif j > 0:
                 line += f" ({_change_text(task_type, v[j] - v[j - 1], units)})"
             extra = f"<br>{esc(sentences[j])}" if sentences is not None and j < len(sentences) and sentences[j] \
@@ -176,38 +224,56 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
             mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
         else:
             mcolors = [lc] * (k + 1)
-        width = 3 if (values.ndim == 2 and has_truth and int(truth) == c) else 2
+        mcolors = [NONE_COLOR if kd == "none" else col for kd, col in zip(kind, mcolors)]
+        lw = 3 if (values.ndim == 2 and has_truth and int(truth) == c) else 2
         traces += [
-            dict(type="scatter", x=solid_x, y=solid_y, mode="lines", line=dict(color=lc, width=width),
+            dict(type="scatter", x=seg["ran"][0], y=seg["ran"][1], mode="lines", line=dict(color=lc, width=lw),
                  hoverinfo="skip", showlegend=False, name=f"{names[c]} (steps that ran)"),
-            dict(type="scatter", x=dash_x, y=dash_y, mode="lines", line=dict(color=lc, width=width, dash="dash"),
-                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (skipped steps)"),
+            dict(type="scatter", x=seg["off"][0], y=seg["off"][1], mode="lines",
+                 line=dict(color=lc, width=lw, dash="dash"), hoverinfo="skip", showlegend=False,
+                 name=f"{names[c]} (switched off)"),
+            dict(type="scatter", x=seg["none"][0], y=seg["none"][1], mode="lines",
+                 line=dict(color=NONE_COLOR if values.ndim == 1 else lc, width=lw, dash="dot"),
+                 hoverinfo="skip", showlegend=False, name=f"{names[c]} (not measured)"),
             dict(type="scatter", x=xs, y=[scale * float(x) for x in v], mode="markers", name=names[c],
                  marker=dict(color=mcolors, symbol=symbols, size=13, line=dict(width=2.5, color=mcolors)),
-                 hovertext=hover, hoverinfo="text", showlegend=values.ndim == 2)]
+                 hovertext=hover, hoverinfo="text", showlegend=values.ndim == 2, legendrank=c + 1)]
     if has_truth:
-        if task_type == "binary":
-            ty, label = 100.0 * float(truth), (classes[int(truth)] if classes else str(int(truth)))
-        elif task_type == "multiclass":
-            ty, label = 100.0, (classes[int(truth)] if classes else str(int(truth)))
-        else:
-            ty, label = float(truth), with_units(truth, units)
-        traces.append(dict(type="scatter", x=[k + 1], y=[ty], mode="markers+text", name="Actual outcome",
-                           marker=dict(symbol="star", size=16, color="black"), text=[esc(label)],
-                           textposition="middle left" if k > 0 else "top center",
+        star = line_colors[int(truth)] if values.ndim == 2 and int(truth) < len(line_colors) else "black"
+        traces.append(dict(type="scatter", x=[k + 1], y=[ty], mode="markers", name="Actual outcome",
+                           marker=dict(symbol="star", size=16, color=star, line=dict(width=1, color="black")),
                            hovertext=[f"<b>Actual outcome</b><br>{esc(label)}"], hoverinfo="text",
                            showlegend=False))
+    # The key to the three kinds of step, always the same three entries (the plot does not jump on a toggle).
+    off_key = f"{off_name} (switched off)" if off_name == SKIPPED_BY_YOU else off_name
+    for name, sym, col in (("step ran", "circle", LINE_COLOR), (off_key, "circle-open", LINE_COLOR),
+                           (f"{NOT_MEASURED} for this record", "circle-x-open", NONE_COLOR)):
+        traces.append(dict(type="scatter", x=[None], y=[None], mode="markers", name=name, legend="legend2",
+                           marker=dict(symbol=sym, size=11, color=col, line=dict(width=2, color=col)),
+                           hoverinfo="skip", showlegend=True, legendrank=1000 + len(traces)))
     if percent:
-        yaxis = dict(range=[-4, 104], ticksuffix="%",
+        yaxis = dict(range=[-4, 104], ticksuffix="%", automargin=False,
                      title=dict(text="Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"))
-    else:
+    else:   # regression: tick numbers of unknown width
         yaxis = dict(title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"))
-    xaxis = dict(tickvals=tickvals, ticktext=ticktext, range=[-0.4, (k + 1.6) if has_truth else k + 0.4],
-                 title=dict(text="Step (kind of data added)"))
-    fig = _fig(traces, esc(task_label), height + (40 if values.ndim == 2 else 0), xaxis, yaxis, shapes=shapes,
-               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, title=None))
-    if values.ndim == 2:            # room for the class legend between the title and the plot
-        fig.update_layout(margin=dict(t=95), title=dict(y=0.98, yanchor="top"))
+    # Fixed margins instead of automargin: the labels' size is known here (at most `lines` lines), and
+    # automargin makes plotly lay the chart out a second time on every redraw (each toggle).
+    lines = max(t.count("<br>") + 1 for t in ticktext)
+    bottom = (30 + 15 * lines + 22) if not slanted else 130
+    xaxis = dict(tickvals=tickvals, ticktext=ticktext, tickangle=-40 if slanted else 0, tickfont=dict(size=12),
+                 range=[-0.5, (k + 1.5) if has_truth else k + 0.5], automargin=False,
+                 title=dict(text="Step (kind of data added, in encoding order)", standoff=6))
+    # Top row: the title (left) and the key to the kinds of step (right, legend2); multiclass: the classes
+    # (legend) in a row of their own between that and the plot.
+    top = 46
+    fig = _fig(traces, None, height + (50 if values.ndim == 2 else 0), xaxis, yaxis, shapes=shapes,
+               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, title=None,
+                           font=dict(size=12), itemclick=False, itemdoubleclick=False),
+               legend2=dict(orientation="h", yref="container", yanchor="top", y=1, xanchor="right", x=1,
+                            font=dict(size=12), itemclick=False, itemdoubleclick=False, bgcolor="rgba(0,0,0,0)"),
+               margin=dict(l=75 if percent else 10, r=30, t=top if values.ndim == 1 else top + 50, b=bottom),
+               title=dict(text=esc(task_label), x=0, xanchor="left", yref="container", y=1, yanchor="top",
+                          pad=dict(t=8)))
     return fig
 
 
@@ -225,28 +291,46 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
     """Each modality's exact Shapley value for one task of one record (sums to final − prior).
 
     values: (E,) in probability (binary/multiclass, shown in percentage points) or in units (regression);
-    status[name]: "" when used, else why not (e.g. "not measured", "turned off") — shown instead of a bar."""
+    status[name]: "" when used, else why not — NOT_MEASURED or e.g. SKIPPED_BY_YOU: such a row shows no bar
+    but that reason, in grey, beside a greyed name with the reason as a caption."""
     values = np.asarray(values, dtype=float)
     status = status or {}
     percent = task_type in ("binary", "multiclass")
     x = values * (100.0 if percent else 1.0)
-    texts = []
-    for n, v in zip(names, values):
-        texts.append(esc(status[n]) if status.get(n) else (points(v) if percent else signed(v, units)))
-    bar = dict(type="bar", y=[esc(l) for l in labels], x=[float(v) for v in x], orientation="h",
+    texts, hovers, ticktext = [], [], []
+    for n, l, v in zip(names, labels, values):
+        why = status.get(n)
+        name = esc(l)
+        if why:             # no bar: the reason is the row's caption (and the hover)
+            texts.append("")
+            reason = "not measured for this record: no data" if why == NOT_MEASURED else f"{esc(why)}: not used"
+            hovers.append(f"<b>{name}</b><br>{reason}, no contribution")
+            ticktext.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}")
+        else:
+            texts.append(points(v) if percent else signed(v, units))
+            hovers.append(f"<b>{name}</b><br>{texts[-1]}")
+            ticktext.append(name)
+    ylab = [esc(l) for l in labels]
+    bar = dict(type="bar", y=ylab, x=[float(v) for v in x], orientation="h",
                marker=dict(color=[colors.get(n, PRIOR_COLOR) for n in names]), text=texts, textposition="outside",
-               cliponaxis=False, hovertext=[f"<b>{esc(l)}</b><br>{t}" for l, t in zip(labels, texts)],
-               hoverinfo="text", name="Shapley")
+               cliponaxis=False, hovertext=hovers, hoverinfo="text", name="Shapley")
     if percent:
         target = f"P({esc(class_label)})" if class_label else "the risk"
-        xt = f"Contribution to {target} (percentage points)"
+        # a long class name would push the title past the chart's edge: the unit goes on a second line
+        xt = f"Contribution to {target}" + ("<br>" if class_label else " ") + "(percentage points)"
     else:
         xt = f"Contribution ({esc(units)})" if units else "Contribution"
     span = float(np.nanmax(np.abs(x))) if len(x) and np.isfinite(x).any() else 1.0
+    span = span if span > 0 else 1.0
     xaxis = dict(title=dict(text=xt), zeroline=True, zerolinecolor="#888888",
-                 range=[-1.6 * span - 1e-9, 1.6 * span + 1e-9])
-    return _fig([bar], f"Why: {esc(task_label)}", height or 80 + 34 * len(names), xaxis,
-                dict(autorange="reversed"))
+                 range=[-1.8 * span, 1.8 * span], automargin=False)
+    n_status = sum(1 for n in names if status.get(n))
+    # a fixed left margin from the longest name (about 7 px a character at 13 px), not automargin, which lays
+    # the chart out twice on every redraw; the x range leaves room for the value labels
+    left = min(320, 24 + 7 * max((len(str(l)) for l in labels), default=8))
+    return _fig([bar], f"Why: {esc(task_label)}", height or 100 + 34 * len(names) + 8 * n_status, xaxis,
+                dict(autorange="reversed", tickvals=ylab, ticktext=ticktext, automargin=False),
+                margin=dict(l=left, r=10, t=50, b=68 if class_label else 50))
 
 
 def attribution_bars(labels: Sequence[str], values: np.ndarray, raw: Sequence[str], color: str, *,
@@ -266,12 +350,13 @@ def attribution_bars(labels: Sequence[str], values: np.ndarray, raw: Sequence[st
     return _layout(fig, esc(title), height=90 + 28 * len(order))
 
 
-def state_heatmap(states: np.ndarray, step_labels: Sequence[str], skipped: Sequence[bool] | None = None
-                  ) -> go.Figure:
+def state_heatmap(states: np.ndarray, step_labels: Sequence[str], skipped: Sequence[bool] | None = None,
+                  skip_reasons: Sequence[str] | None = None) -> go.Figure:
     """The record's state after each step: rows = steps (Prior on top), columns = state dimensions.
-    states: (K+1, S)."""
+    states: (K+1, S); skip_reasons: (K,) why a skipped step did not run (default "skipped")."""
     states = np.asarray(states, dtype=float)
-    ylab = [esc(s) + (" (skipped)" if skipped is not None and j > 0 and skipped[j - 1] else "")
+    ylab = [esc(s) + (f" ({esc(skip_reasons[j - 1]) if skip_reasons is not None else 'skipped'})"
+                      if skipped is not None and j > 0 and skipped[j - 1] else "")
             for j, s in enumerate(step_labels)]
     lim = float(np.nanmax(np.abs(states))) if states.size else 1.0
     fig = go.Figure(go.Heatmap(z=states, x=[str(i + 1) for i in range(states.shape[1])], y=ylab,
@@ -390,9 +475,17 @@ def metric_heatmap(matrix: dict, task_names: Sequence[str], task_labels: Sequenc
                                                           for n in task_names) else None,
                                colorbar=dict(thickness=12),
                                hovertemplate="%{y}<br>after %{x}: %{text}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title="After step", type="category", tickangle=-30)
-    return _layout(fig, "Test performance after each step", height=120 + 40 * len(task_names))
+    # Names wrapped at word boundaries and kept horizontal (slanted one-line step names overlapped and took the
+    # height the rows needed); outcome names wrapped too, so that the cells get the width.
+    n = max(len(step_labels), 1)
+    ticks = [wrap(s, max(10, min(20, int(130 / n)))) for s in step_labels]
+    lines = max(t.count("<br>") + 1 for t in ticks) if ticks else 1
+    fig.update_yaxes(autorange="reversed", tickvals=ylab,
+                     ticktext=[wrap(l, 24) + f"<br>({METRIC_LABELS.get(metrics[n_], metrics[n_])})"
+                               for n_, l in zip(task_names, task_labels)])
+    fig.update_xaxes(title="After step", type="category", tickangle=0, tickvals=[esc(s) for s in step_labels],
+                     ticktext=ticks, tickfont=dict(size=11))
+    return _layout(fig, "Test performance after each step", height=130 + 14 * lines + 50 * len(task_names))
 
 
 def history_chart(histories: dict[str, list[dict]]) -> go.Figure:
@@ -497,7 +590,7 @@ def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
             fig.add_trace(go.Scatter(x=[100 * r["rate"] for r in sel], y=[r[metric] for r in sel], mode="lines",
                                      name=f"{MODEL_NAMES[kind]} trained without missingness · reversed test",
                                      line=dict(color=MODEL_COLORS[kind], dash="dot", width=1.5), opacity=0.7))
-    fig.update_xaxes(title="Share of positive training records whose modality was removed (%)", ticksuffix="%")
+    fig.update_xaxes(title="Share of the training records with the outcome that lost this data (%)", ticksuffix="%")
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric) + " on the test set")
     return _layout(fig, "Performance as missingness becomes more informative", height=440,
                    legend=dict(orientation="h", yanchor="top", y=-0.2))

@@ -16,7 +16,9 @@ import pandas as pd
 
 from . import figures as F
 from . import resources as R
-from .common import actual_text, col_label, raw_text, value_text
+from .common import actual_text, class_names, col_label, raw_text, value_text
+
+OFF = "switched off in the Explorer"          # a report is read by others: not "by you"
 
 METHOD_NAMES = {"ig": "Integrated Gradients", "ablation": "Feature ablation", "shapley": "Shapley sampling"}
 
@@ -49,22 +51,28 @@ def to_csv(df: pd.DataFrame) -> bytes:
 
 
 # --- tables ------------------------------------------------------------------------------------------------
+def class_header(task, value) -> str:
+    """A class in a CSV/table header: its plain name, with the dataset's own value in brackets when different."""
+    plain = task.class_display(value)
+    return plain if plain == str(value) else f"{plain} [{value}]"
+
+
 def trace_frame(b: R.Bundle, view: dict, measured: dict) -> pd.DataFrame:
     """One row per step: the step, whether it ran, and every task's prediction after it (probabilities as
-    0–1, regression in units, multiclass one column per class)."""
+    0–1, regression in units, multiclass one column per class, headed by its plain name)."""
     spec = b.spec
     rows = []
     for j, m in enumerate(view["steps"]):
         row = {"step": j, "modality": "Prior" if j == 0 else spec.modality(m).display,
                "status": "prior" if j == 0 else ("skipped: not measured" if not measured[m] else
-                                                  "skipped: turned off" if view["skipped"][j - 1] else "used")}
+                                                  f"skipped: {OFF}" if view["skipped"][j - 1] else "used")}
         for t in spec.tasks:
             v = view["value"][t.name][j]
             if t.type == "multiclass":
                 for c, name in enumerate(b.trained.prep.classes[t.name]):
-                    row[f"{t.display}: P({name})"] = float(v[c])
+                    row[f"{t.display}: P({class_header(t, name)})"] = float(v[c])
             elif t.type == "binary":
-                row[f"{t.display}: P({b.trained.prep.classes[t.name][1]})"] = float(v)
+                row[f"{t.display}: P({class_header(t, b.trained.prep.classes[t.name][1])})"] = float(v)
             else:
                 row[f"{t.display} ({t.units})" if t.units else t.display] = float(v)
         rows.append(row)
@@ -78,13 +86,13 @@ def shapley_frame(b: R.Bundle, view: dict, measured: dict, use) -> pd.DataFrame:
     rows = []
     for m in spec.modality_names:
         row = {"modality": spec.modality(m).display,
-               "status": "not measured" if not measured[m] else "turned off" if m not in use else "used"}
+               "status": "not measured" if not measured[m] else OFF if m not in use else "used"}
         j = sm.index(m)
         for t in spec.tasks:
             v = np.asarray(view["shapley"][t.name])[j]
             if t.type == "multiclass":
                 for c, name in enumerate(b.trained.prep.classes[t.name]):
-                    row[f"{t.display}: P({name})"] = float(v[c])
+                    row[f"{t.display}: P({class_header(t, name)})"] = float(v[c])
             else:
                 row[t.display] = float(v)
         rows.append(row)
@@ -143,7 +151,7 @@ def render_html(g: dict) -> str:
     measured, use = g["measured"], g["use"]
     steps = view["steps"]
     labels = ["Prior"] + [spec.modality(m).display for m in steps[1:]]
-    reasons = ["not measured" if not measured[m] else "turned off" for m in steps[1:]]
+    reasons = [F.NOT_MEASURED if not measured[m] else OFF for m in steps[1:]]
     parts, first = [], True
 
     def fig_html(fig) -> str:
@@ -163,26 +171,27 @@ def render_html(g: dict) -> str:
     parts.append(_table(pred))
     parts.append("<h2>Data used, in encoding order</h2><ol>")
     for m in g["order"]:
-        st_ = "used" if m in use else ("not measured" if not measured[m] else "turned off")
+        st_ = "used" if m in use else ("not measured" if not measured[m] else OFF)
         parts.append(f"<li><span class='dot' style='background:{colors[m]}'></span>{_h(spec.modality(m).display)}"
                      f" — {st_}</li>")
     parts.append("</ol><h2>Step by step</h2>")
     for t in spec.tasks:
         fig = F.step_chart(steps, labels, view["value"][t.name], view["skipped"], task_type=t.type,
-                           task_label=t.display, colors=colors, units=t.units, classes=classes.get(t.name),
-                           truth=view["label"][t.name], skip_reasons=reasons, sentences=view["narrative"][t.name])
+                           task_label=t.display, colors=colors, units=t.units,
+                           classes=class_names(t, classes.get(t.name)), truth=view["label"][t.name],
+                           skip_reasons=reasons, sentences=view["narrative"][t.name], off_name=OFF)
         parts.append(fig_html(fig))
     parts.append("<h2>Why</h2>")
     sm = view["shapley_modalities"]
     idx = [sm.index(m) for m in spec.modality_names]
-    status = {m: ("not measured" if not measured[m] else "turned off" if m not in use else "")
+    status = {m: (F.NOT_MEASURED if not measured[m] else OFF if m not in use else "")
               for m in spec.modality_names}
     for t in spec.tasks:
         vals = np.asarray(view["shapley"][t.name])
         cl = None
         if t.type == "multiclass":
             ci = int(np.asarray(view["value"][t.name][-1]).argmax())
-            vals, cl = vals[:, ci], classes[t.name][ci]
+            vals, cl = vals[:, ci], t.class_display(classes[t.name][ci])
         fig = F.shapley_bars(spec.modality_names, [spec.modality(m).display for m in spec.modality_names],
                              vals[idx], colors, task_type=t.type, task_label=t.display, units=t.units,
                              status=status, class_label=cl)

@@ -26,6 +26,7 @@ EX_UP = "ex_up"                     # button per modality: f"ex_up__{modality}" 
 EX_DOWN = "ex_down"                 # button per modality: f"ex_down__{modality}" (one step later)
 EX_RESET = "ex_reset"               # button: back to the record's own data and the dataset's order
 EX_TABS = "ex_tabs"                 # tabs (lazy: only the open tab computes)
+EX_WHY_MORE = "ex_why_more"         # expander (lazy): the Why bars of the outcomes not in focus
 EX_CLASS = "ex_class"               # selectbox: class explained for a multiclass task
 EX_ATTR_MODALITY = "ex_attr_modality"  # selectbox: step (modality) whose features are attributed
 EX_ATTR_TARGET = "ex_attr_target"   # radio: attribute the prediction right after that step, or the final one
@@ -79,7 +80,10 @@ RP_ATTR_CSV = "rp_attr_csv"         # download_button
 # --- keyed elements that are not widgets (charts, tables), for browser tests -------------------------------------
 ELEMENT_KEYS = {
     "ex_chart__<task>": "Explorer step chart of one task (one per task, in spec order)",
-    "ex_shap__<task>": "Explorer, Why tab: modality Shapley bars of one task",
+    "ex_shap__<task>": "Explorer, Why tab: modality Shapley bars of one task (the focus outcome; the others "
+                       "inside the ex_why_more expander once it is opened)",
+    "ex_chips": "Explorer: the row of modality chips, in encoding order",
+    "ex_row__<modality>": "Explorer: one modality's chip (colour dot, switch, status caption, arrows)",
     "ex_attr_chart": "Explorer, Inside a step tab: feature attributions", "ex_attr_table": "the same as a table",
     "ex_state_heat": "Explorer, State tab: heatmap", "ex_state_map": "Explorer, State tab: cohort map + path",
     "ex_compare_chart": "Explorer, Compare tab (binary tasks)", "ex_compare_table": "Compare tab, all tasks",

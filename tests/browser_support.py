@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -141,12 +142,19 @@ _FIGURE_JS = """(key) => {
 }"""
 
 
+def plain_tick(text: str) -> str:
+    """A tick label as read on screen: the app wraps long labels with <br> and greys some with <span>; Plotly
+    shows escaped text literally."""
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br\s*/?>", " ", text)))
+
+
 def figure(page, key: str) -> dict | None:
     """{ticks, title, traces: [{name, mode, x, y, symbols}]} of the Plotly chart with this Streamlit key (None if
-    absent). Tick labels and names come back as shown: the app HTML-escapes text for Plotly, Plotly unescapes."""
+    absent). Tick labels and names come back as shown (plain_tick): the app HTML-escapes text for Plotly, Plotly
+    unescapes."""
     fig = page.evaluate(_FIGURE_JS, key)
     if fig is not None:
-        fig["ticks"] = [html.unescape(t) for t in fig["ticks"]]
+        fig["ticks"] = [plain_tick(t) for t in fig["ticks"]]
         fig["title"] = html.unescape(fig["title"])
         for t in fig["traces"]:
             t["name"] = html.unescape(t["name"])

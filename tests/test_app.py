@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import md
+from app.common import label_md, md
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app" / "streamlit_app.py")
@@ -113,14 +113,25 @@ def test_toggling_a_modality_changes_the_prediction_to_the_engine_value(engine):
                     expected_final(engine, rid, use, names)) for m in use}
     m = max(moves, key=moves.get)
     assert moves[m] > 0.01
+    n_not_measured = sum(c.value == "**not measured**" for c in at.caption)
     at.toggle(key=S.modality_key(S.EX_USE, m)).set_value(False).run()
     ok(at)
     after = metric(at, "Death (any")
     assert after == F.pct(expected_final(engine, rid, [u for u in use if u != m], names))
     assert after != before
-    # the step chart shows the step hollow (skipped) and the Why tab reports it as turned off
+    # the switched-off modality is "skipped by you", distinct from the ones never measured
+    assert sum("skipped by you" in c.value for c in at.caption) == 1
+    assert sum(c.value == "**not measured**" for c in at.caption) == n_not_measured
+    import json
+    fig = json.loads(next(c for c in at.get("plotly_chart") if "ex_chart__death" in c.proto.id).proto.spec)
+    symbols = next(t for t in fig["data"] if t.get("mode") == "markers")["marker"]["symbol"]
+    lacking = [k for k in names if k not in use]
+    assert symbols[names.index(m) + 1] == "circle-open"                      # switched off: hollow
+    assert [symbols[names.index(k) + 1] for k in lacking] == ["circle-x-open"] * len(lacking)   # no data
+    assert symbols.count("circle-open") == 1
     at.toggle(key=S.modality_key(S.EX_USE, m)).set_value(True).run()
     assert metric(at, "Death (any") == before
+    assert not any("skipped by you" in c.value for c in at.caption)
 
 
 def test_a_modality_the_record_lacks_cannot_be_turned_on(engine):
@@ -132,7 +143,12 @@ def test_a_modality_the_record_lacks_cannot_be_turned_on(engine):
     assert at.session_state[S.EX_RECORD] == rid
     tg = at.toggle(key=S.modality_key(S.EX_USE, "blood_gas"))
     assert tg.disabled and tg.value is False
-    assert "not measured" in tg.label
+    # the switch's label is the plain name (it is also its accessible name); "not measured" is a caption of
+    # its own, one per modality the record lacks, and differs from "skipped by you"
+    assert tg.label == trained.spec.modality("blood_gas").display
+    lacking = [m for m in trained.spec.modality_names if not bool(data.present[m][pos[rid]])]
+    assert sum(c.value == "**not measured**" for c in at.caption) == len(lacking)
+    assert not any("skipped by you" in c.value for c in at.caption)
 
 
 def test_reorder_moves_a_modality_and_repredicts(engine):
@@ -177,7 +193,8 @@ def test_the_url_carries_the_view_and_reopens_it_exactly(engine):
 
 def test_every_explorer_tab_renders(explorer, engine):
     at = explorer
-    expected = {"Why": 3, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1, "Data": 0}
+    # Why: the focus outcome's bars; the other outcomes' once their expander is opened
+    expected = {"Why": 1, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1, "Data": 0}
     n_steps = len(engine[0].spec.tasks)
     for tab, n in expected.items():
         at.session_state[S.EX_TABS] = tab
@@ -193,6 +210,11 @@ def test_every_explorer_tab_renders(explorer, engine):
         if tab == "Data":
             assert len(at.dataframe) >= 5
     at.session_state[S.EX_TABS] = "Why"
+    at.session_state[S.EX_WHY_MORE] = True
+    at.run()
+    ok(at)
+    assert len(at.get("plotly_chart")) == 2 * n_steps
+    at.session_state[S.EX_WHY_MORE] = False
     at.run()
 
 
@@ -264,6 +286,55 @@ def test_csv_exports_neutralise_formulas():
     df = pd.DataFrame({"id": ["=cmd|' /C calc'!A0", "ok"], "v": [1.0, 2.0]})
     text = report.to_csv(df).decode()
     assert "'=cmd" in text and "\n=cmd" not in text
+
+
+def test_labels_are_clean_accessible_names_and_safe():
+    """Widget labels are Streamlit Markdown and also the control's aria-label: ordinary names pass unchanged
+    (no backslashes read aloud), anything Markdown would act on is escaped."""
+    for name in ("Vital signs (day 3)", "Liver & nutrition labs (day 3)", "blood_gas", "Labs: day 3",
+                 "Needs help in ≥ 4 daily activities"):
+        assert label_md(name) == name
+    import re
+    raw = "<img src=x onerror=alert(1)> **bold** [link](javascript:x) :smile: $x$ _a_ `c` ~s~ &amp;"
+    s = label_md(raw)
+    assert re.search(r"(?<!\\)[<>*\[\]$`~]", s) is None
+    assert re.search(r"(?<!\\):(?=\S)", s) is None and re.search(r"(?<!\\)&amp;", s) is None
+    assert re.sub(r"\\(.)", r"\1", s) == raw
+
+
+def test_toggle_labels_carry_no_markup(explorer, engine):
+    spec = engine[0].spec
+    for m in spec.modality_names:
+        assert explorer.toggle(key=S.modality_key(S.EX_USE, m)).label == spec.modality(m).display
+
+
+def test_class_values_are_shown_by_their_plain_names(explorer, engine):
+    from mmn_core import explain as E
+    trained, _, data, pos = engine
+    t = trained.spec.task("sfdm2")
+    assert t.class_labels                                  # SUPPORT2's functional outcome has plain names
+    rid = explorer.session_state[S.EX_RECORD]
+    tr = E.trace(trained, data.subset([pos[rid]]))
+    v = tr.value["sfdm2"][-1, 0]
+    raw = trained.prep.classes["sfdm2"][int(np.argmax(v))]
+    assert metric(explorer, t.display) == label_md(t.class_display(raw))
+    shown = [c.value for c in explorer.caption if c.value.startswith("Probability")]
+    label = float(tr.label["sfdm2"][0])
+    if not np.isnan(label):
+        want = t.class_display(trained.prep.classes["sfdm2"][int(label)])
+        assert shown and shown[0].endswith(f"Actual outcome: {md(want)}")
+    for chart in explorer.get("plotly_chart"):            # legends and ticks: plain names, never the codes
+        assert "no(M2 and SIP pres)" not in chart.proto.spec
+
+
+def test_record_list_says_its_percentage_uses_all_the_data(explorer, engine):
+    sb = explorer.selectbox(key=S.EX_RECORD)
+    rid = explorer.session_state[S.EX_RECORD]
+    names = engine[0].spec.modality_names
+    use = [m for m in names if bool(engine[2].present[m][engine[3][rid]])]
+    first = sb.options[sb.index]
+    assert first.startswith(f"{rid} · all its data: ")
+    assert f"all its data: {F.pct(expected_final(engine, rid, use, names))}" in first
 
 
 def test_user_text_is_escaped_for_markdown():
@@ -386,7 +457,7 @@ def test_every_bundled_dataset_opens_with_its_shipped_model(name):
         elif t.type == "regression":
             assert shown == F.with_units(v, t.units)
         else:
-            assert shown == b.trained.prep.classes[t.name][int(np.argmax(v))]
+            assert shown == label_md(t.class_display(b.trained.prep.classes[t.name][int(np.argmax(v))]))
     for tab in ("Inside a step", "Data"):
         at.session_state[S.EX_TABS] = tab
         at.run()

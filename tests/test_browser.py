@@ -173,6 +173,11 @@ def test_opens_on_the_explorer_with_the_engine_prediction(explorer, engine):
         box = page.locator(f".st-key-ex_use__{m} input")
         assert box.is_checked() == (m in use), m
         assert box.is_disabled() == (m not in use), m
+        # its accessible name is the plain name: no colour markup, no Markdown backslashes
+        assert box.get_attribute("aria-label") == trained.spec.modality(m).display, m
+        row = page.locator(f".st-key-ex_row__{m}").inner_text()
+        assert ("not measured" in row) == (m not in use), m   # a missing modality says so, in full
+        assert "…" not in row
     shot(page, "01-explorer-open")
     no_errors(explorer)
 
@@ -193,9 +198,12 @@ def test_toggling_a_modality_changes_the_chart_to_the_engine_values(explorer, en
     assert_plotted(fig, want)
     j = names.index(m) + 1
     markers = next(t for t in fig["traces"] if t["mode"] == "markers")
-    assert markers["symbols"][j] == "circle-open"            # the skipped step is drawn hollow
-    assert sum(s == "circle-open" for s in markers["symbols"]) == len(names) - len(use) + 1
+    assert markers["symbols"][j] == "circle-open"            # the switched-off step is drawn hollow
+    assert sum(s == "circle-open" for s in markers["symbols"]) == 1
+    # and differs from the steps never measured (crossed)
+    assert sum(s == "circle-x-open" for s in markers["symbols"]) == len(names) - len(use)
     assert not page.locator(f".st-key-ex_use__{m} input").is_checked()
+    assert "skipped by you" in page.locator(f".st-key-ex_row__{m}").inner_text()
     metric = page.get_by_test_id("stMetricValue").first
     assert metric.inner_text().strip() == pct(want[-1])
     assert parse_qs(urlparse(page.url).query)["off"] == [m]  # the shareable link carries the switch
@@ -229,7 +237,9 @@ def test_reorder_moves_the_step_and_repredicts(explorer, engine):
     page.wait_for_function(
         """([key, j, want]) => { const e = document.querySelectorAll(`.st-key-${key} .js-plotly-plot`);
                                  const el = e[e.length - 1];
-                                 return el && el._fullLayout && el._fullLayout.xaxis.ticktext[j] === want; }""",
+                                 if (!el || !el._fullLayout) return false;
+                                 const t = el._fullLayout.xaxis.ticktext[j] || '';
+                                 return t.replace(/<br>/g, ' ').replace(/<[^>]+>/g, '') === want; }""",
         arg=[CHART, i + 1, html.escape(spec.modality(names[i + 1]).display, quote=False)], timeout=T)
     wait_idle(page)
     fig = figure(page, CHART)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from html import unescape as html_unescape
 
 import numpy as np
 import plotly.io as pio
@@ -62,88 +63,150 @@ def test_modality_colours_are_distinct_stable_and_okabe_ito_first():
 
 
 # --- step chart ---------------------------------------------------------------------------------------------
-def _binary_chart(truth=1.0):
+def _binary_chart(truth=1.0, reasons=("", F.NOT_MEASURED, "", "")):
+    """Steps: demo ran, vitals skipped (why: reasons[1]), labs and imaging ran."""
     values = np.array([0.30, 0.42, 0.42, 0.63, 0.55])
     skipped = np.array([False, True, False, False])
     fig = F.step_chart(STEPS, STEP_LABELS, values, skipped, task_type="binary", task_label="Death",
                        colors=COLORS, classes=["no", "yes"], truth=truth,
-                       skip_reasons=["", "not measured", "", ""], sentences=["s0", "s1", "s2", "s3", "s4"])
+                       skip_reasons=list(reasons), sentences=["s0", "s1", "s2", "s3", "s4"])
     return fig, values, skipped
+
+
+def _points(fig):
+    """The traces that draw the steps' values (not the Actual star, not the key to the kinds of step)."""
+    return [t for t in fig.data if t.mode == "markers" and t.name != "Actual outcome" and t.legend != "legend2"]
+
+
+def _lines(fig, dash):
+    return [t for t in fig.data if t.mode == "lines" and t.line.dash == dash]
 
 
 def test_step_chart_binary_traces_percentages_and_axes():
     fig, values, skipped = _binary_chart()
-    markers = [t for t in fig.data if t.mode == "markers"]
+    markers = _points(fig)
     assert len(markers) == 1
     m = markers[0]
+    assert m is next(t for t in fig.data if t.mode == "markers")     # the first marker trace (browser tests)
     np.testing.assert_allclose(_arr(m.y), 100 * values)
     assert list(m.x) == [0, 1, 2, 3, 4]
     assert fig.layout.yaxis.title.text == "Predicted risk (%)"
     assert tuple(fig.layout.yaxis.range) == (-4, 104)
     assert fig.layout.xaxis.title.text.startswith("Step")
     assert fig.layout.title.text == "Death"
-    # solid + dashed lines + markers + the actual outcome
-    assert len(fig.data) == 4
+    # ran / switched off / not measured lines + markers + the actual outcome + a 3-entry key
+    assert len(fig.data) == 3 + 1 + 1 + 3
 
 
 def test_step_chart_colours_each_step_by_modality_and_prior_grey():
-    fig, _, _ = _binary_chart()
-    m = [t for t in fig.data if t.mode == "markers"][0]
+    fig, _, _ = _binary_chart(reasons=("", F.SKIPPED_BY_YOU, "", ""))
+    m = _points(fig)[0]
     assert list(m.marker.color) == [F.PRIOR_COLOR] + [COLORS[n] for n in NAMES]
+    # a step without data is grey whatever its modality's colour
+    fig, _, _ = _binary_chart()
+    assert list(_points(fig)[0].marker.color) == [F.PRIOR_COLOR, COLORS["demo"], F.NONE_COLOR, COLORS["labs"],
+                                                  COLORS["imaging"]]
 
 
-def test_step_chart_skipped_step_is_hollow_and_dashed():
-    fig, values, skipped = _binary_chart()
-    m = [t for t in fig.data if t.mode == "markers"][0]
-    assert list(m.marker.symbol) == ["circle", "circle", "circle-open", "circle", "circle"]
-    dashed = [t for t in fig.data if t.mode == "lines" and t.line.dash == "dash"][0]
-    solid = [t for t in fig.data if t.mode == "lines" and t.line.dash != "dash"][0]
-    # the only dashed segment goes from step 1 to the skipped step 2, and is flat (prediction unchanged)
-    assert [x for x in dashed.x if x is not None] == [1, 2]
-    assert [y for y in dashed.y if y is not None] == [42.0, 42.0]
-    assert [x for x in solid.x if x is not None] == [0, 1, 2, 3, 3, 4]
-    assert "(unchanged)" in m.hovertext[2] and "not measured" in m.hovertext[2]
-    assert "+12 points" in m.hovertext[1]          # 30% -> 42%
-    assert "−8 points" in m.hovertext[4]           # 63% -> 55%
-    assert m.hovertext[3].endswith("s3")           # the narrative sentence of the step is in the hover
+def test_step_chart_not_measured_differs_from_switched_off():
+    not_measured, values, _ = _binary_chart(reasons=("", F.NOT_MEASURED, "", ""))
+    switched_off, _, _ = _binary_chart(reasons=("", F.SKIPPED_BY_YOU, "", ""))
+    a, b = _points(not_measured)[0], _points(switched_off)[0]
+    assert list(a.marker.symbol) == ["circle", "circle", "circle-x-open", "circle", "circle"]
+    assert list(b.marker.symbol) == ["circle", "circle", "circle-open", "circle", "circle"]
+    # the segment into the skipped step: dotted (no data) or dashed (switched off), flat (prediction unchanged)
+    for fig, dash in ((not_measured, "dot"), (switched_off, "dash")):
+        seg = _lines(fig, dash)[0]
+        assert [x for x in seg.x if x is not None] == [1, 2]
+        assert [y for y in seg.y if y is not None] == [42.0, 42.0]
+        other = _lines(fig, "dash" if dash == "dot" else "dot")[0]
+        assert [x for x in other.x if x is not None] == []
+        solid = [t for t in fig.data if t.mode == "lines" and t.line.dash is None][0]
+        assert [x for x in solid.x if x is not None] == [0, 1, 2, 3, 3, 4]
+    # hover and a grey band say which: only a switched-off step gets the band
+    assert "not measured for this record" in a.hovertext[2] and "(unchanged" in a.hovertext[2]
+    assert "skipped by you" in b.hovertext[2] and "switched off" in b.hovertext[2]
+    assert "not measured" not in b.hovertext[2]
+    assert len(not_measured.layout.shapes) == 0
+    assert [(s.x0, s.x1) for s in switched_off.layout.shapes] == [(1.5, 2.5)]
+    # the step's name is greyed in both cases
+    assert F.STATUS_COLOR in not_measured.layout.xaxis.ticktext[2]
+    assert F.STATUS_COLOR not in not_measured.layout.xaxis.ticktext[1]
+    # a key to the three kinds of step, the same in every chart
+    key = [t for t in not_measured.data if t.legend == "legend2"]
+    assert [t.name for t in key] == ["step ran", "skipped by you (switched off)", "not measured for this record"]
+    assert [t.marker.symbol for t in key] == ["circle", "circle-open", "circle-x-open"]
+    assert [t.name for t in key] == [t.name for t in switched_off.data if t.legend == "legend2"]
+    assert "+12 points" in a.hovertext[1]          # 30% -> 42%
+    assert "−8 points" in a.hovertext[4]           # 63% -> 55%
+    assert a.hovertext[3].endswith("s3")           # the narrative sentence of the step is in the hover
 
 
 def test_step_chart_marks_the_actual_outcome_and_escapes_labels():
     fig, _, _ = _binary_chart(truth=0.0)
     actual = _by_name(fig, "Actual outcome")[0]
-    assert list(actual.x) == [5] and list(actual.y) == [0.0] and list(actual.text) == ["no"]
+    assert list(actual.x) == [5] and list(actual.y) == [0.0]
+    assert "no" in actual.hovertext[0]
     ticks = list(fig.layout.xaxis.ticktext)
-    assert ticks[-1] == "Actual" and ticks[0] == "Prior"
-    assert "&lt;img src=x onerror=alert(1)&gt;" in ticks
+    assert ticks[-1] == "<b>Actual:</b><br>no" and ticks[0] == "Prior"
+    assert any("&lt;img src=x" in t for t in ticks)
     assert not any("<img" in t for t in ticks)
     fig2, _, _ = _binary_chart(truth=float("nan"))
     assert not _by_name(fig2, "Actual outcome")
-    assert "Actual" not in list(fig2.layout.xaxis.ticktext)
+    assert not any("Actual" in t for t in fig2.layout.xaxis.ticktext)
+
+
+def test_step_chart_labels_wrap_at_word_boundaries():
+    labels = ["Prior", "Liver & nutrition labs (day 3)", "Diagnosis & comorbidities", "x", "<b>bold</b> & more"]
+    fig = F.step_chart(STEPS, labels, np.zeros(5), [False] * 4, task_type="binary", task_label="t", colors=COLORS)
+    ticks = list(fig.layout.xaxis.ticktext)
+    for raw, tick in zip(labels, ticks):
+        lines = tick.split("<br>")
+        assert " ".join(html_unescape(l) for l in lines) == raw           # only whole words move to a new line
+        assert all(len(html_unescape(l)) <= 20 or " " not in html_unescape(l) for l in lines)
+    assert "(day 3)" in ticks[1].split("<br>")[-1]                       # a bracketed group stays together
+    assert "&lt;b&gt;bold&lt;/b&gt;" in ticks[4] and "<b>" not in ticks[4]
+    assert fig.layout.xaxis.tickangle == 0
+    # many steps: slanted
+    many = [f"m{i}" for i in range(14)]
+    fig = F.step_chart(["prior", *many], ["Prior", *many], np.zeros(15), [False] * 14, task_type="binary",
+                       task_label="t", colors=F.modality_colors(many))
+    assert fig.layout.xaxis.tickangle == -40
+
+
+def test_wrap_escapes_each_line():
+    assert F.wrap("Glucose & urea (day 3)", 10) == "Glucose &amp;<br>urea<br>(day 3)"
+    assert F.wrap("<img src=x onerror=alert(1)>", 12) == "&lt;img src=x<br>onerror=alert(1)&gt;"
+    assert F.wrap("", 10) == ""
 
 
 def test_step_chart_multiclass_one_line_per_class():
     v = np.array([[0.2, 0.5, 0.3], [0.1, 0.6, 0.3], [0.1, 0.6, 0.3], [0.05, 0.15, 0.8], [0.1, 0.1, 0.8]])
     fig = F.step_chart(STEPS, STEP_LABELS, v, [False, True, False, False], task_type="multiclass",
-                       task_label="Stage", colors=COLORS, classes=["early", "middle", "late"], truth=2)
-    markers = [t for t in fig.data if t.mode == "markers"]
-    assert [t.name for t in markers] == ["early", "middle", "late"]
+                       task_label="Stage", colors=COLORS, classes=["Early stage", "middle", "late"], truth=2,
+                       skip_reasons=["", F.SKIPPED_BY_YOU, "", ""])
+    markers = _points(fig)
+    assert [t.name for t in markers] == ["Early stage", "middle", "late"]
     for c, t in enumerate(markers):
         np.testing.assert_allclose(_arr(t.y), 100 * v[:, c])
         assert t.marker.symbol[2] == "circle-open"
-    assert len(fig.data) == 3 * 3 + 1
+        assert t.showlegend
+    assert len(fig.data) == 4 * 3 + 1 + 3
     assert fig.layout.yaxis.title.text == "Predicted probability (%)"
-    assert list(_by_name(fig, "Actual outcome")[0].text) == ["late"]
+    assert fig.layout.xaxis.ticktext[-1] == "<b>Actual:</b><br>late"
+    assert [t.line.width for t in fig.data if t.mode == "lines" and t.line.dash is None] == [2, 2, 3]
 
 
 def test_step_chart_regression_in_units():
     v = np.array([10.0, 11.5, 11.5, 13.0, 12.2])
     fig = F.step_chart(STEPS, STEP_LABELS, v, [False, True, False, False], task_type="regression",
                        task_label="Score", colors=COLORS, units="points", truth=12.0)
-    m = [t for t in fig.data if t.mode == "markers"][0]
+    m = _points(fig)[0]
     np.testing.assert_allclose(_arr(m.y), v)
     assert fig.layout.yaxis.title.text == "Prediction (points)"
     assert "+1.50 points" in m.hovertext[1]
     assert list(_by_name(fig, "Actual outcome")[0].y) == [12.0]
+    assert fig.layout.xaxis.ticktext[-1] == "<b>Actual:</b><br>12 points"
 
 
 def test_step_chart_rejects_mismatched_shapes():
@@ -156,12 +219,20 @@ def test_step_chart_rejects_mismatched_shapes():
 def test_shapley_bars_points_colours_and_status():
     vals = np.array([0.05, 0.0, -0.12, 0.0])
     fig = F.shapley_bars(NAMES, LABELS, vals, COLORS, task_type="binary", task_label="Death",
-                         status={"vitals": "not measured", "imaging": "turned off"})
+                         status={"vitals": F.NOT_MEASURED, "imaging": F.SKIPPED_BY_YOU})
     bar = fig.data[0]
     np.testing.assert_allclose(_arr(bar.x), [5.0, 0.0, -12.0, 0.0])
     assert list(bar.marker.color) == [COLORS[n] for n in NAMES]
-    assert list(bar.text) == ["+5 points", "not measured", "−12 points", "turned off"]
+    # no bar and no number for a modality that did not run: its name is greyed with the reason under it
+    assert list(bar.text) == ["+5 points", "", "−12 points", ""]
+    ticks = list(fig.layout.yaxis.ticktext)
+    assert ticks[0] == "Demographics" and ticks[2] == "Laboratory"
+    assert ticks[1].startswith(f"<span style='color:{F.STATUS_COLOR}'>Vital signs</span><br>")
+    assert ticks[1].endswith("<i>not measured</i></span>") and "skipped by you" in ticks[3]
+    assert "not measured for this record" in bar.hovertext[1] and "skipped by you" in bar.hovertext[3]
+    assert list(fig.layout.yaxis.tickvals) == list(bar.y)
     assert list(bar.y)[3] == "&lt;img src=x onerror=alert(1)&gt;"
+    assert "<img" not in ticks[3]
     assert fig.layout.xaxis.title.text == "Contribution to the risk (percentage points)"
     assert fig.layout.yaxis.autorange == "reversed"     # spec order top to bottom
     reg = F.shapley_bars(NAMES, LABELS, np.array([1.5, 0, 0, -0.5]), COLORS, task_type="regression",

@@ -76,17 +76,19 @@ with tabs[2]:
                                               for _, r in pt.iterrows()],
                             "Records": pt["n"].astype(int)})
         if td.type == "binary":
-            out[f"Share '{classes[task][1]}'"] = (100 * pt[f"{task}_label_rate"]).round(0)
+            out[f"Share '{td.class_display(classes[task][1])}'"] = (100 * pt[f"{task}_label_rate"]).round(0)
             out["AUROC"] = pt[f"{task}_auroc"].round(3)
             out["Accuracy"] = pt[f"{task}_accuracy"].round(3)
         elif td.type == "multiclass":
             for c in classes[task]:
-                out[f"Share '{c}'"] = (100 * pt[f"{task}_rate_{c}"]).round(0)
+                out[f"Share '{td.class_display(c)}'"] = (100 * pt[f"{task}_rate_{c}"]).round(0)
             out["AUROC"] = pt[f"{task}_auroc"].round(3)
         else:
             out[f"Mean actual ({td.units})" if td.units else "Mean actual"] = pt[f"{task}_label_mean"].round(2)
             out[f"Mean absolute error ({td.units})" if td.units else "Mean absolute error"] = pt[f"{task}_mae"].round(2)
-        st.dataframe(out, hide_index=True, key="co_pattern_table")
+        share = {c: st.column_config.NumberColumn(format="%.0f%%") for c in out.columns if c.startswith("Share")}
+        st.dataframe(out, hide_index=True, key="co_pattern_table",
+                     column_config={"Data measured": st.column_config.TextColumn(width="large"), **share})
         st.caption("Shares are percentages of the records with that pattern. Empty cells: too few records, or only one "
                    "outcome among them, to score.")
 

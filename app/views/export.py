@@ -1,6 +1,8 @@
 """Report & downloads — the Explorer's current view as a self-contained HTML report and CSV tables."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -54,20 +56,30 @@ c4.download_button("Feature attributions (CSV)", key=S.RP_ATTR_CSV, on_click="ig
 
 
 
-def as_percent(df: pd.DataFrame, suffix: str) -> pd.DataFrame:
-    """Probability columns ('… P(x)' and classification Shapley values) shown in % / points on screen; the CSV
-    keeps 0–1."""
+def on_screen(df: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """The CSV table as a reader sees it: probability columns ('… P(x)' and classification Shapley values) in
+    % / points (the CSV keeps 0–1), class names without the dataset's codes, the Explorer's words for a step
+    that did not run."""
     out = df.copy()
     prob = {t.display for t in spec.tasks if t.type != "regression"}
+    names = {}
     for c in df.columns:
+        new = re.sub(r" \[[^\[\]]*\]\)$", ")", c)        # "P(No severe disability [no(M2…)])" -> "P(…)"
         if "P(" in c or c in prob:
             out[c] = (100 * df[c]).round(1)
-            out = out.rename(columns={c: f"{c} ({suffix})"})
-    return out
+            new = f"{new} ({suffix})"
+        names[c] = new
+    out["status"] = out["status"].map(lambda v: STATUS.get(v, v))
+    return out.rename(columns={**names, "step": "Step", "modality": "Kind of data", "status": "Status"})
 
+
+STATUS = {f"skipped: {report.OFF}": "skipped by you", report.OFF: "skipped by you",
+          "skipped: not measured": "not measured"}
+COLUMNS = {"Kind of data": st.column_config.TextColumn(width="medium")}
 
 st.subheader("Step-by-step predictions")
-st.dataframe(as_percent(trace_df, "%"), hide_index=True, key="rp_trace_table")
-st.caption("Risks in %; outcomes measured in units are in those units. The CSV gives probabilities from 0 to 1.")
+st.dataframe(on_screen(trace_df, "%"), hide_index=True, key="rp_trace_table", column_config=COLUMNS)
+st.caption("Risks in %; outcomes measured in units are in those units. The CSV gives probabilities from 0 to 1 "
+           "and names each class also by its code in the data.")
 st.subheader("Contribution of each kind of data (Shapley values)")
-st.dataframe(as_percent(shap_df, "points"), hide_index=True, key="rp_shapley_table")
+st.dataframe(on_screen(shap_df, "points"), hide_index=True, key="rp_shapley_table", column_config=COLUMNS)

@@ -111,8 +111,11 @@ config = {"dataset": name, "spec": spec.to_json() if up else None, "modality": m
           "models": sorted(models)}
 n_train = int(folds) * len(set(rates) | {0.0}) * len(models)
 result = R.mnar_cached(config)
-run = st.button("Run the experiment", key=S.MN_RUN, type="primary", disabled=not (rates and models),
-                help=f"{n_train} trainings with these settings.")
+# the count beside the button, not in a tooltip (a tooltip floated over the button and the expander above it)
+with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+    run = st.button("Run the experiment", key=S.MN_RUN, type="primary", disabled=not (rates and models))
+    st.caption(f"{n_train} trainings with these settings" if rates and models
+               else "Choose at least one rate and one model.", width="stretch")
 if run:
     bar = st.progress(0.0, text=f"Training {n_train} models…")
 
@@ -140,8 +143,8 @@ if run:
     R.mnar_store(config, result)
     ss[S.MNAR_LAST] = config
 if result is None:
-    st.info(f"Press **Run the experiment**: {n_train} trainings with these settings (about a minute with the "
-            f"defaults on the bundled data). Results are kept, so a second visit is instant.")
+    st.info("Press **Run the experiment** to train them (about a minute with the defaults on the bundled data). "
+            "Results are kept, so a second visit with the same settings is instant.")
     st.stop()
 if not run:
     st.caption("Results computed earlier with exactly these settings (kept on disk).")

@@ -45,22 +45,30 @@ with c1:
                     key="md_presence_chart", config={"displayModeBar": False})
 with c2:
     st.metric("Records", f"{len(ds):,}")
-    rows = []
-    for t in spec.tasks:
-        y = ds.frame[t.column]
-        if t.type == "regression":
-            bal = f"mean {F.number(float(y.mean()))} {t.units}".strip()
-        else:
-            vc = y.dropna().astype(str).value_counts(normalize=True)
-            bal = ", ".join(f"{k}: {F.pct(v)}" for k, v in vc.head(6).items())
-        kind = {"binary": "yes / no", "multiclass": "categories", "regression": "a number"}[t.type]
-        rows.append({"Outcome": t.display, "Type": kind, "Labelled": f"{y.notna().mean():.0%}", "Balance": bal})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="md_task_table")
+    st.caption("Each bar: the share of records in which that kind of data was measured. The model skips what "
+               "is missing, record by record.")
+rows = []
+for t in spec.tasks:
+    y = ds.frame[t.column]
+    if t.type == "regression":
+        bal = f"mean {F.number(float(y.mean()))} {t.units}".strip()
+    else:
+        vc = y.dropna().astype(str).value_counts(normalize=True)
+        bal = " · ".join(f"{t.class_display(k)}: {F.pct(v)}" for k, v in vc.items())
+    kind = {"binary": "yes / no", "multiclass": "categories", "regression": "a number"}[t.type]
+    rows.append({"Outcome": md(t.display), "Type": kind, "Known for": f"{y.notna().mean():.0%} of records",
+                 "How the records are split (balance)": md(bal)})
+st.markdown("**Outcomes the model predicts**")
+# st.table wraps long cells (a multiclass outcome's balance lists every class in full); its cells are Markdown,
+# hence md() on text from the spec and the data
+with st.container(key="md_task_table"):
+    st.table(pd.DataFrame(rows), hide_index=True)
 with st.expander("What each kind of data contains"):
-    st.dataframe(pd.DataFrame([{"Kind of data": m.display, "Description": m.description,
+    with st.container(key="md_modality_table"):         # st.table: descriptions wrap instead of being cut off
+        st.table(pd.DataFrame([{"Kind of data": md(m.display), "Description": md(m.description),
                                 "Values": len(m.columns), "Over time": "yes" if m.kind == "sequence" else "no",
                                 "Measured in": F.pct(pres[m.name].mean())} for m in spec.modalities]),
-                 hide_index=True, key="md_modality_table")
+                 hide_index=True)
 
 # --- where the model comes from -----------------------------------------------------------------------------------
 st.header("Where the model comes from")
