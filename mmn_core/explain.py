@@ -772,7 +772,7 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
         c = int(v[-1].argmax())
         cname = tspec.class_display(trace.classes[task][c])
         v = v[:, c]
-        noun, fmt = f"the predicted probability of {what} '{cname}'", _pct
+        noun, fmt = f"the predicted probability that {what} is '{cname}'", _pct
     elif tspec.type == "regression":
         noun, fmt = f"the predicted {what}", partial(_num, units=tspec.units)
     else:
@@ -784,7 +784,7 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
         label = spec.modality(m).display
         if trace.skipped[k - 1, i]:
             measured = trace.measured.get(m)
-            why = "was left out" if measured is not None and measured[i] else "was not measured"
+            why = "was switched off" if measured is not None and measured[i] else "was not measured"
             lines.append(f"{label} {why}, so it was skipped and the prediction stayed at {fmt(v[k])}.")
             continue
         before, after = fmt(v[k - 1]), fmt(v[k])
