@@ -101,6 +101,18 @@ def show_error(err: Exception, what: str = "") -> None:
     st.error(f"{what}{md(err)}" if what else md(err), icon="⚠️")
 
 
+def active_dataset():
+    """(name, upload info or None, Dataset) of the sidebar's dataset; a clear st.error and st.stop() if it cannot
+    be read."""
+    name = st.session_state.get(S.DATASET) or R.DEFAULT_DATASET
+    up = st.session_state.get(S.UPLOADS, {}).get(name)
+    try:
+        return name, up, R.get_dataset(name, up["spec"] if up else "", up["data"] if up else "")
+    except (SpecError, OSError) as err:
+        show_error(err, "Cannot read this dataset: ")
+        st.stop()
+
+
 def require_bundle() -> R.Bundle:
     """The active bundle, or a clear message and st.stop()."""
     ref = R.active_ref(st.session_state)

@@ -16,16 +16,10 @@ from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import md, mod_label, show_error, task_label
+from app.common import active_dataset, md, mod_label, show_error, task_label
 
 ss = st.session_state
-name = ss.get(S.DATASET) or R.DEFAULT_DATASET
-up = ss.get(S.UPLOADS, {}).get(name)
-try:
-    ds = R.get_dataset(name, up["spec"] if up else "", up["data"] if up else "")
-except (SpecError, OSError) as err:
-    show_error(err, "Cannot read this dataset: ")
-    st.stop()
+name, up, ds = active_dataset()
 spec = ds.spec
 names = spec.modality_names
 

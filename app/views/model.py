@@ -16,22 +16,16 @@ from mmn_core import CheckpointError, ModelConfig, SpecError, TrainConfig, save,
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import md, mod_label, require_bundle, show_error
+from app.common import active_dataset, md, mod_label, require_bundle, show_error
 
 ss = st.session_state
-name = ss.get(S.DATASET) or R.DEFAULT_DATASET
 uploads = ss.setdefault(S.UPLOADS, {})
 models = ss.setdefault(S.MODELS, {})
-up = uploads.get(name)
 
 st.title("Model")
 
 # --- the data -------------------------------------------------------------------------------------------------------
-try:
-    ds = R.get_dataset(name, up["spec"] if up else "", up["data"] if up else "")
-except (SpecError, OSError) as err:
-    show_error(err, "Cannot read this dataset: ")
-    st.stop()
+name, up, ds = active_dataset()
 spec = ds.spec
 names = spec.modality_names
 colors = F.modality_colors(names)
