@@ -394,8 +394,12 @@ def test_uploaded_markup_names_render_as_text(browser, server, tmp_path):
         wait_idle(page)
         own.click()
         page.wait_for_selector(".st-key-md_upload_data input[type=file]", state="attached", timeout=T)
-        page.locator(".st-key-md_upload_data input[type=file]").set_input_files(str(csv))
-        page.locator(".st-key-md_upload_spec input[type=file]").set_input_files(str(spec))
+        # one file at a time, each until Streamlit lists it and its rerun ends: a second upload sent during the
+        # first one's rerun could be dropped on a busy machine (seen in a full-suite run under load)
+        for key, path in (("md_upload_data", csv), ("md_upload_spec", spec)):
+            page.locator(f".st-key-{key} input[type=file]").set_input_files(str(path))
+            page.locator(f".st-key-{key}").get_by_text(path.name).wait_for(timeout=T)
+            wait_idle(page)
         use = button(page, "md_use_upload")
         use.wait_for(timeout=T)
         expect(use).to_be_enabled(timeout=T)
