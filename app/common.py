@@ -58,12 +58,6 @@ def class_names(task, classes: list[str] | None) -> list[str] | None:
     return None if classes is None else [task.class_display(c) for c in classes]
 
 
-def class_name(classes: list[str], code) -> str:
-    if code is None or (isinstance(code, float) and np.isnan(code)):
-        return "not recorded"
-    return str(classes[int(code)])
-
-
 def value_text(task, value, classes=None) -> str:
     """A final prediction as a reader sees it: '63%', '12.4 points', or 'Severe illness impact (54%)'.
     classes: the model's class values; shown by their plain names (task.class_display)."""

@@ -85,10 +85,9 @@ def _batches(n: int, size: int, shuffle: bool, gen: torch.Generator):
     return [idx[i:i + size] for i in range(0, n, size)]
 
 
-def _run(model, data: TensorData, idx, present, order=None) -> ModelOutput:
-    x = {k: v[idx] for k, v in data.x.items()}
-    lengths = {k: v[idx] for k, v in data.lengths.items()}
-    return model(x, {k: v[idx] for k, v in present.items()}, lengths, order)
+def _rows(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
+    """The batch `idx` of every tensor in a dict (x, present, lengths or y)."""
+    return {k: v[idx] for k, v in d.items()}
 
 
 @torch.no_grad()
@@ -103,12 +102,10 @@ def predict(model, data: TensorData, batch_size: int = 1024, order: list[str] | 
     model.eval()
     outs = []
     for idx in _batches(len(data), batch_size, False, None):
-        present = {k: v[idx] for k, v in data.present.items()}
+        present = _rows(data.present, idx)
         if semantics == "paper":
             present = batch_wide(present)
-        x = {k: v[idx] for k, v in data.x.items()}
-        lengths = {k: v[idx] for k, v in data.lengths.items()}
-        outs.append(model(x, present, lengths, order))
+        outs.append(model(_rows(data.x, idx), present, _rows(data.lengths, idx), order))
     model.train(was)
     first = outs[0]
     return ModelOutput(first.steps,
@@ -157,15 +154,14 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
                 cancelled = True
                 break
             idx = idx.to(device)
-            p = {k: v[idx] for k, v in present.items()}
+            p = _rows(present, idx)
             if config.semantics == "paper":
                 p = batch_wide(p)
             order = None
             if config.shuffle_order and model.kind == "multimodn":
                 order = [names[i] for i in torch.randperm(len(names), generator=gen).tolist()]
-            out = model({k: v[idx] for k, v in train_d.x.items()}, p,
-                        {k: v[idx] for k, v in train_d.lengths.items()}, order)
-            loss = model.loss(out, {k: v[idx] for k, v in train_d.y.items()})
+            out = model(_rows(train_d.x, idx), p, _rows(train_d.lengths, idx), order)
+            loss = model.loss(out, _rows(train_d.y, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
