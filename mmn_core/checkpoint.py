@@ -2,16 +2,26 @@
 
 Loading rebuilds the model from JSON and reads tensors with safetensors: no pickle, no code runs. The JSON
 holds the SHA-256 of the weights file and of its own content, so a truncated, tampered or hand-edited
-checkpoint is refused with a clear message (an edited statistic would silently change every prediction). A
-save writes a complete new folder beside the old one and swaps it in with renames; if the swap fails the old
-folder is put back, and a crash between the two renames is recovered by `load` (it reads `.<name>.old`).
+checkpoint is refused with a clear message (an edited statistic would silently change every prediction). The
+checksums detect accidents (truncation, a hand edit), not tampering: they are unkeyed, so whoever can edit the
+files can recompute them. The security promise is that loading runs no code, and that every loaded size and
+statistic is validated before use.
+
+A save never deletes what it did not write: it replaces only a folder that is a checkpoint of this tool (its own
+two files and nothing else) or an empty one, and refuses anything else. It writes a complete new folder beside
+the old one and swaps it in with renames under a lock on the parent folder (two saves at once queue); if the swap
+fails the old folder is put back, a crash between the two renames is recovered by `load` (it reads
+`.<name>.old`), and temp folders left by a killed save are removed by the next save to the same place.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +36,11 @@ from .model import ModalityDef, ModelConfig, MultiModN, TaskDef
 from .spec import DatasetSpec, SpecError, spec_from_dict
 
 FORMAT = "mmn-lens-checkpoint/1"
+FILES = ("config.json", "model.safetensors")
+MAX_CONFIG_BYTES = 64 * 2**20       # config.json: spec + statistics + history; real ones are < 1 MB
+MAX_WEIGHTS_BYTES = 2 * 2**30       # a MultiModN of this tool's sizes is a few MB
+MAX_SIZE = 4096                     # state / hidden width accepted from a config
+MAX_ENTRIES = 1000                  # modalities or tasks accepted from a config
 MODEL_KINDS = {"multimodn": MultiModN, "pfusion": PFusion}
 
 
@@ -58,7 +73,12 @@ def build_model(kind: str, spec: DatasetSpec, prep: Preprocessor, config: ModelC
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Streamed: a large file is hashed in 1 MB chunks, never read into memory at once."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _config_sha256(config: dict) -> str:
@@ -73,10 +93,59 @@ def _old(directory: Path) -> Path:
     return directory.with_name(f".{directory.name}.old")
 
 
+def is_checkpoint_folder(directory: Path) -> bool:
+    """True for a folder this tool wrote: nothing in it but config.json (of our format) and model.safetensors."""
+    if directory.is_symlink() or not directory.is_dir():
+        return False
+    names = {p.name for p in directory.iterdir()}
+    if not names:
+        return True                                   # empty: nothing to lose
+    if not names <= set(FILES) or (directory / "config.json").is_symlink():
+        return False
+    try:
+        with open(directory / "config.json", encoding="utf-8") as f:
+            return json.loads(f.read(MAX_CONFIG_BYTES)).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return False
+
+
+def check_save_target(directory: Path) -> None:
+    if directory.exists() or directory.is_symlink():
+        if not is_checkpoint_folder(directory):
+            raise CheckpointError(f"{directory} exists and is not a MultiModN Lens checkpoint; choose another "
+                                  "folder (a save replaces only a checkpoint folder, never other files)")
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Temp folders of saves that were killed before their `finally` ran (we hold the lock: none is live)."""
+    for p in directory.parent.glob(f".{directory.name}.tmp-*"):
+        if p.is_dir() and not p.is_symlink() and {q.name for q in p.iterdir()} <= set(FILES):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def save(trained: Trained, directory: str | Path) -> Path:
-    directory = Path(directory).resolve()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    """Write `directory` atomically. Raises CheckpointError if it exists and is not a checkpoint folder."""
+    directory = Path(os.path.abspath(directory))
+    check_save_target(directory)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"{directory.parent}: cannot create the folder ({err.strerror})") from None
+    lock = os.open(directory.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)               # a second save to this parent waits here
+        check_save_target(directory)                       # re-check: the other save may have changed it
+        _remove_stale_temps(directory)
+        _write_and_swap(trained, directory)
+    except OSError as err:
+        raise CheckpointError(f"{directory}: cannot save ({err.strerror or err})") from None
+    finally:
+        os.close(lock)                                 # closing releases the lock
+    return directory
+
+
+def _write_and_swap(trained: Trained, directory: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         weights = tmp / "model.safetensors"
         tensors = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
@@ -93,8 +162,9 @@ def save(trained: Trained, directory: str | Path) -> Path:
         old = _old(directory)
         moved = False
         if directory.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
+            if old.exists() and is_checkpoint_folder(old):
+                shutil.rmtree(old)
+            os.replace(directory, old)                 # fails (never deletes) if `old` is something else
             moved = True
         try:
             os.replace(tmp, directory)
@@ -102,10 +172,35 @@ def save(trained: Trained, directory: str | Path) -> Path:
             if moved and not directory.exists():   # put the previous checkpoint back where it was
                 os.replace(old, directory)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        if moved:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+
+
+def _check_sizes(cfg_path: Path, mc: dict, spec: DatasetSpec) -> None:
+    """Refuse sizes that would allocate or hang before the weights are even compared."""
+    for key in ("state_size", "hidden"):
+        v = mc.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_SIZE:
+            raise CheckpointError(f"{cfg_path}: model_config.{key} = {v!r} is not an integer in 1..{MAX_SIZE}")
+    if len(spec.modalities) > MAX_ENTRIES or len(spec.tasks) > MAX_ENTRIES:
+        raise CheckpointError(f"{cfg_path}: more than {MAX_ENTRIES} modalities or tasks")
+
+
+def _check_statistics(cfg_path: Path, prep: Preprocessor) -> None:
+    """Every mean finite, every spread finite and positive: otherwise predictions would be NaN or wrong."""
+    pairs = [(f"{m}.{c}", ms) for m, cols in prep.numeric.items() for c, ms in cols.items()]
+    pairs += [(f"target {t}", ms) for t, ms in prep.target_stats.items()]
+    for name, ms in pairs:
+        ok = (isinstance(ms, list) and len(ms) == 2 and all(isinstance(v, (int, float)) for v in ms)
+              and all(math.isfinite(v) for v in ms) and ms[1] > 0)
+        if not ok:
+            raise CheckpointError(f"{cfg_path}: preprocessing statistics of {name} are not a finite mean and a "
+                                  f"positive spread ({ms!r})")
+    for name, n in prep.seq_len.items():
+        if not isinstance(n, int) or not 1 <= n <= 100_000:
+            raise CheckpointError(f"{cfg_path}: sequence length of {name} = {n!r} is out of range")
 
 
 def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
@@ -116,10 +211,18 @@ def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
     cfg_path, weights = directory / "config.json", directory / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(f"{directory}: not a checkpoint (needs config.json and model.safetensors)")
+    for path, cap in ((cfg_path, MAX_CONFIG_BYTES), (weights, MAX_WEIGHTS_BYTES)):
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):            # a symlink (to a device, or out of the folder) is refused
+            raise CheckpointError(f"{path}: not a regular file (symlinks are not followed)")
+        if info.st_size > cap:
+            raise CheckpointError(f"{path}: {info.st_size:,} bytes, more than the {cap:,} a checkpoint may have")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CheckpointError(f"{cfg_path}: config.json is not valid JSON") from None
+    except RecursionError:
+        raise CheckpointError(f"{cfg_path}: config.json is nested too deeply") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: unknown checkpoint format (expected {FORMAT})")
     if cfg.get("config_sha256") != _config_sha256(cfg):
@@ -129,6 +232,8 @@ def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
     try:
         ck_spec = spec_from_dict(cfg["spec"], f"{cfg_path} spec")
         prep = Preprocessor.from_json(cfg["preprocessing"])
+        _check_sizes(cfg_path, cfg["model_config"], ck_spec)
+        _check_statistics(cfg_path, prep)
         model = build_model(cfg["kind"], ck_spec, prep, ModelConfig(**cfg["model_config"]))
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         # e.g. a negative size makes torch raise RuntimeError; report it, never a traceback

@@ -110,8 +110,9 @@ def _metrics_text(matrix: dict) -> str:
 
 
 def cmd_train(args):
-    from .checkpoint import save
+    from .checkpoint import check_save_target, save
     from .train import train_model
+    check_save_target(Path(args.out).absolute())     # refuse before an hour of training, not after
     ds = _dataset(args)
     config = _train_config(args)
     bar = _progress_bar(config.epochs, f"training {args.model}")

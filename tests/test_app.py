@@ -23,6 +23,7 @@ APP = str(ROOT / "app" / "streamlit_app.py")
 SHIPPED = ROOT / "data" / "checkpoints" / "support2-multimodn"
 pytestmark = pytest.mark.skipif(not (SHIPPED / "config.json").is_file(),
                                 reason="shipped checkpoints missing: run python data/train_checkpoints.py")
+FILES = ["config.json", "model.safetensors"]
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +253,26 @@ def test_model_page_card_and_sources(explorer):
     ok(at)
     assert at.error and "Cannot load the checkpoint" in at.error[0].value
     at.radio(key=S.MD_SOURCE).set_value("Shipped with the app").run()
+    at.switch_page("views/explorer.py").run()
+
+
+def test_model_page_save_refuses_a_folder_with_user_files(explorer, tmp_path):
+    """The Save box used to move the folder aside, delete it and say "Saved"."""
+    (tmp_path / "notebook.ipynb").write_text("{}")
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    at = explorer
+    at.switch_page("views/model.py").run()
+    at.text_input(key=S.MD_SAVE_PATH).input(str(tmp_path)).run()
+    at.button(key=S.MD_SAVE).click().run()
+    ok(at)
+    assert not any("Saved" in x.value for x in at.success), [x.value for x in at.success]
+    assert at.error and "is not a MultiModN Lens checkpoint" in at.error[0].value
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebook.ipynb", "photo.jpg"]
+    assert (tmp_path / "photo.jpg").read_bytes() == b"\xff\xd8\xff"
+    at.text_input(key=S.MD_SAVE_PATH).input(str(tmp_path / "new-ck")).run()
+    at.button(key=S.MD_SAVE).click().run()
+    assert any("Saved" in x.value for x in at.success)
+    assert sorted(p.name for p in (tmp_path / "new-ck").iterdir()) == FILES
     at.switch_page("views/explorer.py").run()
 
 

@@ -227,8 +227,9 @@ def test_interrupted_save_keeps_previous_checkpoint(trained, tmp_path, monkeypat
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", flaky)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError) as err:          # an OSError, reported in one line
         save(models["pfusion"], path)
+    assert "simulated crash" in _one_line(err)
     monkeypatch.setattr(os, "replace", real)
     assert calls["n"] >= fail_on_call
     back = load(path)
@@ -246,6 +247,148 @@ def test_crash_between_renames_is_recovered_on_load(trained, tmp_path):
     path = save(models["multimodn"], tmp_path / "ck")
     os.replace(path, tmp_path / ".ck.old")
     assert load(path).kind == "multimodn"
+
+
+@pytest.mark.parametrize("layout", ["user-files", "checkpoint-plus-a-file", "foreign-config", "a-file"])
+def test_save_never_replaces_what_is_not_a_checkpoint(trained, tmp_path, layout):
+    """A folder holding anything but this tool's own two files is refused, and every byte of it stays."""
+    _, models = trained
+    target = tmp_path / "target"
+    if layout == "a-file":
+        target.write_bytes(b"my notes")
+    else:
+        target.mkdir()
+        if layout == "user-files":
+            (target / "analysis.ipynb").write_text('{"cells": []}')
+            (target / "photos").mkdir()
+            (target / "photos" / "ward.jpg").write_bytes(b"\xff\xd8" * 1000)
+        elif layout == "checkpoint-plus-a-file":
+            save(models["multimodn"], tmp_path / "ck")
+            for f in ("config.json", "model.safetensors"):
+                shutil.copy(tmp_path / "ck" / f, target / f)
+            (target / "README.txt").write_text("keep me")
+        else:
+            (target / "config.json").write_text('{"format": "someone-elses/1"}')
+            (target / "model.safetensors").write_bytes(b"x")
+    before = {p.relative_to(tmp_path): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    with pytest.raises(CheckpointError) as err:
+        save(models["pfusion"], target)
+    assert "is not a MultiModN Lens checkpoint" in _one_line(err) and "choose another folder" in str(err.value)
+    after = {p.relative_to(tmp_path): (p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*")}
+    assert after == before
+
+
+def test_save_into_the_current_folder_is_refused(trained, tmp_path, monkeypatch):
+    """`train --out .` used to wipe the working folder."""
+    _, models = trained
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError):
+        save(models["multimodn"], ".")
+    assert (tmp_path / "data.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_cli_train_refuses_a_non_checkpoint_out_folder_before_training(tmp_path, capsys):
+    from mmn_core import cli
+    (tmp_path / "notes.txt").write_text("keep")
+    code = cli.main(["train", "--dataset", "synthetic", "--epochs", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "not a MultiModN Lens checkpoint" in err
+    assert (tmp_path / "notes.txt").read_text() == "keep" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_save_into_an_empty_folder_works(trained, tmp_path):
+    _, models = trained
+    (tmp_path / "empty").mkdir()
+    path = save(models["multimodn"], tmp_path / "empty")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert load(path).kind == "multimodn"
+
+
+def test_concurrent_saves_to_one_folder_queue_and_leave_one_valid_checkpoint(trained, tmp_path):
+    import threading
+    _, models = trained
+    target, errors, barrier = tmp_path / "ck", [], threading.Barrier(4)
+
+    def work(kind):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                save(models[kind], target)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in ("multimodn", "pfusion") * 2]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    assert errors == []
+    assert load(target).kind in ("multimodn", "pfusion")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_killed_save_leaves_no_temp_folder_after_the_next_save(trained, tmp_path):
+    """A save killed with SIGKILL mid-write cannot clean up; the next save to the same place removes its temp."""
+    import signal
+
+    import mmn_core.checkpoint as C
+    _, models = trained
+    path = save(models["multimodn"], tmp_path / "ck")
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:                                       # child: die right after writing the weights
+            real = C.save_file
+
+            def dying(tensors, filename):
+                real(tensors, filename)
+                os.kill(os.getpid(), signal.SIGKILL)
+            C.save_file = dying
+            try:
+                save(models["pfusion"], path)
+            finally:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    stale = [p.name for p in tmp_path.iterdir() if p.name != "ck"]
+    # each killed save removed its predecessor's temp on the way in: kills never accumulate temps
+    assert len(stale) == 1 and stale[0].startswith(".ck.tmp-")
+    assert load(path).kind == "multimodn"                  # the killed saves never touched it
+    save(models["pfusion"], path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"] and load(path).kind == "pfusion"
+
+
+def test_symlinked_or_huge_files_are_refused(saved, tmp_path, monkeypatch):
+    import mmn_core.checkpoint as C
+    _, _, path = saved
+    monkeypatch.setattr(C, "MAX_WEIGHTS_BYTES", 100)
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    assert "more than the 100" in _one_line(err)
+    monkeypatch.undo()
+    real = tmp_path / "elsewhere.safetensors"
+    os.replace(path / "model.safetensors", real)
+    os.symlink(real, path / "model.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    assert "not a regular file" in _one_line(err)
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda c: c["preprocessing"]["numeric"]["vitals"]["heart_rate"].__setitem__(1, 0.0), id="zero-sd"),
+    pytest.param(lambda c: c["preprocessing"]["numeric"]["vitals"]["heart_rate"].__setitem__(0, float("nan")),
+                 id="nan-mean"),
+    pytest.param(lambda c: c["preprocessing"]["numeric"]["vitals"]["heart_rate"].__setitem__(1, -2.0), id="neg-sd"),
+    pytest.param(lambda c: c["model_config"].__setitem__("state_size", 10**9), id="huge-state"),
+    pytest.param(lambda c: c["model_config"].__setitem__("hidden", True), id="bool-size"),
+])
+def test_invalid_statistics_or_sizes_are_refused_before_building(saved, edit, monkeypatch):
+    """With a recomputed (valid) checksum: the unkeyed hash is no defence, the validation of values is."""
+    import mmn_core.checkpoint as C
+    _, _, path = saved
+    _edit_config(path, edit, rehash=True)
+    monkeypatch.setattr(C, "build_model", lambda *a: pytest.fail("built a model from an invalid config"))
+    with pytest.raises(CheckpointError) as err:
+        load(path)
+    assert "config.json" in _one_line(err)
 
 
 def test_engine_never_uses_pickle():
