@@ -25,7 +25,8 @@ import torch
 
 from mmn_core import CheckpointError, SpecError, load as load_checkpoint_dir, load_dataset, load_spec
 from mmn_core.checkpoint import Trained
-from mmn_core.data import DATA_DIR, MAX_FILE_BYTES, Dataset, TensorData, bundled_names, load_data
+from mmn_core.data import DATA_DIR, MAX_FILE_BYTES, Dataset, TensorData, load_data
+from mmn_core.datasets import bundled_names
 from mmn_core.model import probabilities
 from mmn_core.train import predict
 

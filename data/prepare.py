@@ -133,7 +133,8 @@ SUPPORT_MODALITIES = [
 ]
 
 SFDM2_LEVELS = ["no(M2 and SIP pres)", "adl>=4 (>=5 if sur)", "SIP>=30", "Coma or Intub", "<2 mo. follow-up"]
-SFDM2_LABELS = {"no(M2 and SIP pres)": "No severe disability", "adl>=4 (>=5 if sur)": "Needs help in ≥ 4 daily activities",
+SFDM2_LABELS = {"no(M2 and SIP pres)": "No severe disability",
+                "adl>=4 (>=5 if sur)": "Needs help in ≥ 4 daily activities",
                 "SIP>=30": "Severe illness impact (SIP ≥ 30)", "Coma or Intub": "Coma or intubated",
                 "<2 mo. follow-up": "Died before 2 months"}
 

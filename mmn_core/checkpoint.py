@@ -29,7 +29,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import __version__
+from .version import __version__
 from .baseline import PFusion
 from .data import Preprocessor
 from .model import ModalityDef, ModelConfig, MultiModN, TaskDef

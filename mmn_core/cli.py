@@ -49,7 +49,8 @@ def _progress_bar(total: int, desc: str):
 
 
 def _dataset(args):
-    from .data import load_data, load_dataset
+    from .data import load_data
+    from .datasets import load_dataset
     if getattr(args, "dataset", None):
         if args.data or args.spec:
             raise BadInput("give either --dataset or --data with --spec, not both")
@@ -132,7 +133,8 @@ def cmd_train(args):
 def _checkpoint_and_data(args):
     """Load a checkpoint and the data to use it on: --data/--spec, else the bundled dataset it was trained on."""
     from .checkpoint import load
-    from .data import bundled_names, load_data, load_dataset
+    from .data import load_data
+    from .datasets import bundled_names, load_dataset
     from .spec import load_spec
     if args.data or args.spec:
         if not (args.data and args.spec):

@@ -110,25 +110,6 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     return frame
 
 
-def bundled_names() -> list[str]:
-    names = sorted(p.parent.name for p in DATA_DIR.glob("*/spec.yaml"))
-    return names + ["synthetic"]
-
-
-def load_dataset(name: str, **synthetic_kwargs) -> Dataset:
-    """A bundled dataset by name (`data/<name>/spec.yaml`), or the seeded `synthetic` generator."""
-    if name == "synthetic":
-        from .synthetic import make_synthetic
-        return make_synthetic(**synthetic_kwargs)
-    spec_path = DATA_DIR / name / "spec.yaml"
-    if not spec_path.is_file():
-        raise SpecError(f"unknown dataset '{name}' (bundled: {', '.join(bundled_names())})")
-    spec = load_spec(spec_path)
-    if spec.data is None:
-        raise SpecError(f"{spec_path}: bundled spec needs a 'data' key")
-    return load_data(spec.resolve(spec.data), spec)
-
-
 def load_data(data: str | Path | pd.DataFrame, spec: DatasetSpec | str | Path) -> Dataset:
     """User data + spec → checked Dataset. Raises SpecError with one clear line on any problem."""
     if not isinstance(spec, DatasetSpec):

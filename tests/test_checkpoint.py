@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from mmn_core import CheckpointError, ModelConfig, TrainConfig, load, predict, save, train_model
-from mmn_core.data import split
 from mmn_core.spec import spec_from_dict
 
 ENGINE = Path(__file__).resolve().parent.parent / "mmn_core"

@@ -1,7 +1,6 @@
 """Interpretation invariants: telescoping deltas, Shapley axioms (efficiency, symmetry, dummy) and agreement with
 a brute-force permutation average, batched == per record, IG completeness, a planted feature on top, one-hot and
 sequence attribution layout, narrative numbers, cohort views, the CLI payload."""
-import copy
 import itertools
 import json
 import math
@@ -376,7 +375,7 @@ def test_narrative_names_the_largest_push(fx):
     by = attrs["labs"].by_column
     top = max(by, key=lambda c: by[c] if up else -by[c])
     if (by[top] > 0) == up:
-        assert f"came from" in lines[k] and top in lines[k]
+        assert "came from" in lines[k] and top in lines[k]
     assert lines == E.narrative(tr, 0, "outcome", trained.spec, attrs)        # deterministic
 
 

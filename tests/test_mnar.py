@@ -1,8 +1,6 @@
 """The MNAR experiment: paper semantics really batch-wide, positions, and run_mnar's documented structure."""
-import math
 import time
 
-import numpy as np
 import pytest
 import torch
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mmn_core import ModelConfig, Preprocessor, TrainConfig, fit, load_dataset, predict, train_model
+from mmn_core import ModelConfig, Preprocessor, TrainConfig, fit, predict, train_model
 from mmn_core.checkpoint import build_model
 from mmn_core.data import split
 from mmn_core.metrics import final_metrics
