@@ -14,7 +14,8 @@ from .metrics import final_metrics, task_metrics
 from .missingness import apply_rule, inject_mnar, presence_by_class, removed_rows, reverse_mnar
 from .model import ModelConfig
 from .spec import MnarRule
-from .train import PAPER_BATCH, Progress, TrainConfig, balance_presence, fit, predict, train_model
+from .train import MITIGATIONS as TRAIN_MITIGATIONS
+from .train import PAPER_BATCH, Progress, TrainConfig, balance_presence, fit, mitigation_options, predict, train_model
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -64,7 +65,7 @@ def cross_validate(ds: Dataset, kinds=("multimodn", "pfusion"), folds: int = 5, 
 
 # --- MNAR robustness experiment -----------------------------------------------------------------------------
 POSITIONS = ("spec", "first", "middle", "last")
-MITIGATIONS = ("none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order")
+MITIGATIONS = tuple(TRAIN_MITIGATIONS)
 
 
 def place_modality(ds: Dataset, modality: str, position: str = "spec") -> Dataset:
@@ -84,19 +85,11 @@ def place_modality(ds: Dataset, modality: str, position: str = "spec") -> Datase
 
 def _mnar_train_config(ds: Dataset, modality: str, task: str, mitigation: str, semantics: str, epochs: int,
                        seed: int, dropout_rate: float, base: TrainConfig | None) -> TrainConfig:
-    if mitigation not in MITIGATIONS:
-        raise ValueError(f"unknown mitigation '{mitigation}' (choose: {', '.join(MITIGATIONS)})")
     if semantics not in ("per-record", "paper"):
         raise ValueError(f"unknown semantics '{semantics}' (choose: per-record, paper)")
-    options = {"epochs": epochs, "seed": seed, "semantics": semantics}
-    if mitigation == "presence-balance":
-        options.update(balance_modalities=(modality,), balance_task=task)
-    elif mitigation == "presence-balance-all":
-        options.update(balance_modalities=tuple(ds.spec.modality_names), balance_task=task)
-    elif mitigation == "modality-dropout":
-        options.update(modality_dropout=dropout_rate)
-    elif mitigation == "shuffle-order":
-        options.update(shuffle_order=True)
+    targets = ds.spec.modality_names if mitigation == "presence-balance-all" else [modality]
+    options = {"epochs": epochs, "seed": seed, "semantics": semantics,
+               **mitigation_options(mitigation, targets, task, dropout_rate)}
     return replace(base or TrainConfig(), **options)
 
 

@@ -14,7 +14,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, asdict
-from typing import Callable, Literal
+from typing import Sequence, Callable, Literal
 
 import torch
 
@@ -43,6 +43,33 @@ class TrainConfig:
         d = asdict(self)
         d["balance_modalities"] = list(self.balance_modalities)
         return d
+
+
+# One vocabulary for training options against the missingness shortcut: CLI, MNAR lab and Model page alike.
+MITIGATIONS = {
+    "none": "None",
+    "presence-balance": "Presence balancing (the shifted modality)",
+    "presence-balance-all": "Presence balancing (all data)",
+    "modality-dropout": "Modality dropout",
+    "shuffle-order": "Random order (MultiModN)",
+}
+
+
+def mitigation_options(mitigation: str, modalities: Sequence[str], task: str | None,
+                       dropout_rate: float = 0.3) -> dict:
+    """TrainConfig fields for a mitigation. `modalities`: what "presence-balance" balances (the MNAR lab passes
+    the shifted modality, the Model page every modality); `task`: the classification task balanced against."""
+    if mitigation not in MITIGATIONS:
+        raise ValueError(f"unknown mitigation '{mitigation}' (choose: {', '.join(MITIGATIONS)})")
+    if mitigation.startswith("presence-balance"):
+        if task is None:
+            raise ValueError("presence balancing needs a classification task to balance against")
+        return {"balance_modalities": tuple(modalities), "balance_task": task}
+    if mitigation == "modality-dropout":
+        return {"modality_dropout": dropout_rate}
+    if mitigation == "shuffle-order":
+        return {"shuffle_order": True}
+    return {}
 
 
 PAPER_BATCH = 16   # the official MIMIC/MNAR pipelines: batch 16, unshuffled loaders, batch-wide skipping

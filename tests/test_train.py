@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from mmn_core import ModelConfig, Preprocessor, TrainConfig, fit, predict, train_model
+from mmn_core import ModelConfig, Preprocessor, TrainConfig, fit, load_dataset, predict, train_model
 from mmn_core.checkpoint import build_model
 from mmn_core.data import split
 from mmn_core.metrics import final_metrics
@@ -250,3 +250,24 @@ def test_paper_semantics_skips_for_the_whole_batch(synthetic_small):
         expect = p.all(dim=1, keepdim=True).expand_as(p).reshape(-1)
         assert torch.equal(paper.ran[k][: len(expect)], expect)
         assert torch.equal(per_record.ran[k], train.present[name])
+
+
+def test_one_mitigation_vocabulary_for_cli_mnar_lab_and_model_page():
+    """The names mean the same TrainConfig everywhere (the Model page once meant 'all data' by 'balance')."""
+    from mmn_core.experiments import MITIGATIONS as MNAR_MITIGATIONS, _mnar_train_config
+    from mmn_core.train import MITIGATIONS, mitigation_options
+    ds = load_dataset("synthetic", n=50)
+    names = ds.spec.modality_names
+    assert tuple(MITIGATIONS) == MNAR_MITIGATIONS
+    for mit in MITIGATIONS:
+        cfg = _mnar_train_config(ds, names[1], "outcome", mit, "per-record", 3, 0, 0.3, None)
+        targets = names if mit == "presence-balance-all" else [names[1]]
+        assert cfg == TrainConfig(epochs=3, seed=0, **mitigation_options(mit, targets, "outcome"))
+    assert mitigation_options("presence-balance-all", names, "outcome") == {
+        "balance_modalities": tuple(names), "balance_task": "outcome"}
+    assert mitigation_options("modality-dropout", names, None) == {"modality_dropout": 0.3}
+    assert mitigation_options("none", names, None) == {}
+    with pytest.raises(ValueError, match="needs a classification task"):
+        mitigation_options("presence-balance", names, None)
+    with pytest.raises(ValueError, match="unknown mitigation"):
+        mitigation_options("balance", names, "outcome")

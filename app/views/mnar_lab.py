@@ -12,6 +12,7 @@ import streamlit as st
 
 from mmn_core import SpecError
 from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
+from mmn_core.train import MITIGATIONS as TRAIN_MITIGATIONS
 
 from app import figures as F
 from app import resources as R
@@ -83,11 +84,8 @@ semantics = c3.selectbox("Skipping", list(sem_names), key=S.MN_SEMANTICS,
                          persist_state="session", format_func=sem_names.get,
                          help=HELP["semantics"])
 c1, c2, c3, c4 = st.columns(4)
-mit_names = {"none": "None", "presence-balance": "Presence balancing (this data)",
-             "presence-balance-all": "Presence balancing (all data)", "modality-dropout": "Modality dropout",
-             "shuffle-order": "Random order (MultiModN)"}
 mitigation = c1.selectbox("Training option", list(MITIGATIONS), key=S.MN_MITIGATION, persist_state="session",
-                          format_func=lambda m: mit_names.get(m, m), help=HELP["mitigation"])
+                          format_func=TRAIN_MITIGATIONS.get, help=HELP["mitigation"])
 models = c2.multiselect("Models", list(R.KINDS), default=list(R.KINDS), key=S.MN_MODELS, persist_state="session",
                         format_func=R.MODEL_NAMES.get, help=HELP["models"])
 folds = c3.number_input("Folds", 1, 5, 2, key=S.MN_FOLDS, persist_state="session", help=HELP["folds"])

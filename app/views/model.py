@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from mmn_core import CheckpointError, ModelConfig, SpecError, TrainConfig, save, train_model
+from mmn_core.train import MITIGATIONS, mitigation_options
 
 from app import figures as F
 from app import resources as R
@@ -120,22 +121,18 @@ elif src == sources[2]:
                                  help="How many numbers the model's memory (state) holds between steps.")
     seed = c4.number_input("Seed", 0, 10_000, 0, key=S.MD_SEED,
                            persist_state="session", help="Same seed, same split and same model.")
-    mitigations = {"none": "None", "balance": "Presence balancing", "dropout": "Modality dropout",
-                   "shuffle": "Random order (MultiModN)"}
-    mit = c5.selectbox("Training option", list(mitigations), key=S.MD_MITIGATION,
-                       persist_state="session", format_func=mitigations.get,
+    mitigations = [m for m in MITIGATIONS if m != "presence-balance"]   # no shifted modality on this page
+    mit = c5.selectbox("Training option", mitigations, key=S.MD_MITIGATION,
+                       persist_state="session", format_func=MITIGATIONS.get,
                        help="Presence balancing hides data at random so that whether data is present says nothing "
                             "about the outcome. Modality dropout hides data at random for everyone.")
     go = st.button("Train", key=S.MD_TRAIN, type="primary", disabled=not kinds)
     if go:
         first_cls = next((t.name for t in spec.tasks if t.type != "regression"), None)
-        opts = {"epochs": int(epochs), "seed": int(seed)}
-        if mit == "balance" and first_cls:
-            opts.update(balance_modalities=tuple(names), balance_task=first_cls)
-        elif mit == "dropout":
-            opts["modality_dropout"] = 0.3
-        elif mit == "shuffle":
-            opts["shuffle_order"] = True
+        if mit.startswith("presence-balance") and first_cls is None:
+            st.error("Presence balancing needs a yes/no or category outcome to balance against; this data has none.")
+            st.stop()
+        opts = {"epochs": int(epochs), "seed": int(seed), **mitigation_options(mit, names, first_cls)}
         config, mconfig = TrainConfig(**opts), ModelConfig(state_size=int(state_size))
         st.button("Cancel", key=S.MD_CANCEL, help="Stops training; the previous model stays active.")
         ss["_md_training"] = True
