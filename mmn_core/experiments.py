@@ -136,7 +136,8 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     - folds == 1: one stratified train / validation / test split; else k folds (validation carved from the
       training part; early stopping never sees a test fold). Models are trained on task T alone unless
       `all_tasks`.
-    - `progress(dict)` gets "done", "total" (trainings) and "message" after every epoch; `should_stop()`
+    - `progress(dict)` gets a structured event after every epoch ("phase": "epoch") and training ("trained"):
+      "done", "total" (trainings), "fold", "folds", "rate", "model", "epoch" and a readable "message"; `should_stop()`
       cancels between batches and returns what finished (config["cancelled"] = True).
 
     Returns {"rates", "results": [{"rate", "model", "test": "clean"|"reversed", "auroc", "auroc_std",
@@ -200,10 +201,11 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
                 if cancelled:
                     break
                 message = f"fold {f + 1}/{len(splits)} · p = {r:.2f} · {kind}"
+                where = {"fold": f + 1, "folds": len(splits), "rate": r, "model": kind}
 
-                def epoch_progress(row, message=message):
+                def epoch_progress(row, message=message, where=where):
                     if progress is not None:
-                        progress({"done": done, "total": total, "epoch": row["epoch"],
+                        progress({"phase": "epoch", "done": done, "total": total, "epoch": row["epoch"], **where,
                                   "message": f"{message} · epoch {row['epoch']}"})
 
                 prep = Preprocessor.fit(inj.subset(tr))
@@ -236,7 +238,8 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
                             _task_scores(model, prep.transform(reversed_sets[rr]), task, sem))
                 done += 1
                 if progress is not None:
-                    progress({"done": done, "total": total, "message": message + " · done"})
+                    progress({"phase": "trained", "done": done, "total": total, **where,
+                              "message": message + " · done"})
             if cancelled:
                 break
         if cancelled:

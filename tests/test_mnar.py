@@ -93,6 +93,12 @@ def test_run_mnar_tiny_structure_and_speed(small):
     assert pres[0.8]["reversed_neg"] < pres[0.0]["reversed_neg"]
     assert res["config"]["order"][-1] == "labs" and res["config"]["validation"] == "shifted"
     assert res["config"]["removal"] == "random" and not res["config"]["cancelled"]
+    # progress is structured events, not text to parse: 2 rates x 2 models x 1 fold = 4 trainings
+    trained = [e for e in seen if e["phase"] == "trained"]
+    assert [e["done"] for e in trained] == [1, 2, 3, 4] and {e["total"] for e in seen} == {4}
+    assert {(e["rate"], e["model"]) for e in trained} == {(r, m) for r in (0.0, 0.8) for m in ("multimodn", "pfusion")}
+    assert all(e["fold"] == e["folds"] == 1 for e in seen)
+    assert all(e["epoch"] >= 1 for e in seen if e["phase"] == "epoch") and len(seen) > len(trained)
     assert seen and all({"done", "total", "message"} <= set(p) for p in seen)
     assert seen[-1]["done"] == seen[-1]["total"] == 4
 

@@ -6,7 +6,6 @@ them where that pattern holds (clean) and where it is reversed. Results are cach
 from __future__ import annotations
 
 import math
-import re
 
 import streamlit as st
 
@@ -115,10 +114,9 @@ if run:
         total = max(int(p.get("total", n_train)), 1)
         done = int(p.get("done", 0))
         text = f"Training {min(done + 1, total)} of {total}"
-        m = re.match(r"fold (\d+)/(\d+) · p = ([\d.]+) · (\w+)", str(p.get("message", "")))
-        if m:
-            text += (f": {R.MODEL_NAMES.get(m[4], m[4])}, {100 * float(m[3]):.0f}% missing, "
-                     f"split {m[1]} of {m[2]}")
+        if "model" in p:
+            text += (f": {R.MODEL_NAMES.get(p['model'], p['model'])}, {100 * p['rate']:.0f}% missing, "
+                     f"split {p['fold']} of {p['folds']}")
         if p.get("epoch"):
             text += f", epoch {p['epoch']}"
         bar.progress(min(done / total, 1.0), text=text)
