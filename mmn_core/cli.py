@@ -205,6 +205,24 @@ def cmd_explain(args):
     _emit(args, payload, "\n".join(lines))
 
 
+def cmd_faithfulness(args):
+    from .faithfulness import cohort_faithfulness
+    trained, ds, _ = _checkpoint_and_data(args)
+    if trained.kind != "multimodn":
+        raise BadInput("faithfulness needs a MultiModN checkpoint (P-Fusion has no modality steps to skip)")
+    tasks = [t.name for t in trained.model.tasks]
+    task = args.task or tasks[0]
+    if task not in tasks:
+        raise BadInput(f"unknown task '{task}' (model has: {', '.join(tasks)})")
+    if args.records < 1:
+        raise BadInput("--records must be at least 1")
+    payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
+    rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
+             else s["randomization_spearman"]] for m, s in payload["methods"].items()]
+    _emit(args, payload, f"{task}: {payload['records']} records\n\n"
+          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
+
+
 def cmd_mnar(args):
     from .experiments import run_mnar
     ds = _dataset(args)
@@ -268,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
                 source=False, checkpoint=True)
     e.add_argument("--record", required=True, help="record id")
     e.add_argument("--task", help="one task (default: all)")
+    f = command("faithfulness", cmd_faithfulness, "How far to trust modality explanations: deletion, insertion, "
+                "randomization, agreement.", source=False, checkpoint=True)
+    f.add_argument("--task", help="task (default: the first)")
+    f.add_argument("--records", type=int, default=500)
+    f.add_argument("--seed", type=int, default=0)
     m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
