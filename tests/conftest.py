@@ -1,12 +1,8 @@
-"""Shared test set-up: one thread for torch (the CI machine has 2 cores), import path, small shared fixtures."""
-import sys
-from pathlib import Path
-
+"""Shared test set-up: one thread for torch (the CI machine has 2 cores), small shared fixtures. The import path
+comes from `pythonpath` in pyproject.toml."""
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
 
 

@@ -160,8 +160,7 @@ def test_config_without_its_checksum_is_refused(saved):
 
 def test_every_shipped_checkpoint_loads_and_matches_its_bundled_dataset():
     from mmn_core import load_dataset
-    from conftest import ROOT
-    folders = sorted((ROOT / "data" / "checkpoints").iterdir())
+    folders = sorted((ENGINE.parent / "data" / "checkpoints").iterdir())
     assert len(folders) == 8
     for folder in folders:
         trained = load(folder)
