@@ -1,4 +1,4 @@
-"""Command line: python -m mmn_core {describe,train,evaluate,compare,explain,mnar} ...
+"""Command line: python -m mmn_core {describe,train,evaluate,compare,explain,acquire,mnar} ...
 
 Every subcommand takes --json (one JSON object on stdout); progress goes to stderr; bad input exits 2 with one
 readable line on stderr, never a traceback.
@@ -223,6 +223,36 @@ def cmd_faithfulness(args):
           + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
 
 
+def cmd_acquire(args):
+    from .acquire import acquire_record, evaluate_acquisition
+    trained, ds, _ = _checkpoint_and_data(args)
+    if trained.kind != "multimodn":
+        raise BadInput("acquire needs a MultiModN checkpoint (P-Fusion has no sequential state)")
+    if args.task is not None:
+        trained.spec.task(args.task)   # raises a clear SpecError for an unknown task
+    if args.k < 1:
+        raise BadInput("--k must be at least 1")
+    if args.evaluate:
+        if args.records < 1:
+            raise BadInput("--records must be at least 1")
+        ev = evaluate_acquisition(trained, ds, records=args.records, seed=args.seed, k=args.k, task=args.task)
+        payload = {"records": ev.records, "task": ev.task, "pairs": ev.pairs, "spearman": ev.spearman,
+                   "top1_hit_rate": ev.top1_hit_rate, "baseline_top1_hit_rate": ev.baseline_top1_hit_rate,
+                   "calibration_slope": ev.calibration_slope}
+        _emit(args, payload, "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
+                                        for k, v in payload.items()))
+        return
+    if args.record is None:
+        raise BadInput("give --record ID, or --evaluate")
+    if args.record not in set(ds.ids):
+        raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
+    payload = acquire_record(trained, ds, args.record, args.task, k=args.k)
+    lines = [f"record {args.record}: missing {', '.join(payload['missing']) or '(nothing)'}"]
+    for task, mods in payload["tasks"].items():
+        lines.append(f"{task}: " + ", ".join(f"{m} E|Δ| {v['expected_abs_change']:.3f}" for m, v in mods.items()))
+    _emit(args, payload, "\n".join(lines))
+
+
 def cmd_mnar(args):
     from .experiments import run_mnar
     ds = _dataset(args)
@@ -291,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--task", help="task (default: the first)")
     f.add_argument("--records", type=int, default=500)
     f.add_argument("--seed", type=int, default=0)
+    q = command("acquire", cmd_acquire, "What to measure next: expected effect of each missing modality.",
+                source=False, checkpoint=True)
+    q.add_argument("--record", help="record id")
+    q.add_argument("--task", help="one task (default: all; --evaluate: the first)")
+    q.add_argument("--k", type=int, default=50, help="training neighbours whose values stand in")
+    q.add_argument("--evaluate", action="store_true", help="validate on held-out records instead")
+    q.add_argument("--records", type=int, default=1000, help="--evaluate: held-out records to use")
+    q.add_argument("--seed", type=int, default=0)
     m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
