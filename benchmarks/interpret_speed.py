@@ -1,4 +1,4 @@
-"""Speed and memory of the interpretation layer (mmn_core/explain.py) on CPU.
+"""Speed and memory of the interpretation layer (mmn_core/explain/) on CPU.
 
 Per record: trace ≤ 5 ms; exact Shapley over 6 present modalities ≤ 50 ms; Integrated Gradients over all present
 modalities for one task ≤ 300 ms. Cohort: importance + the step × task metric matrix for 100k synthetic records

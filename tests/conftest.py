@@ -1,8 +1,11 @@
 """Shared test set-up: one thread for torch (the CI machine has 2 cores), small shared fixtures. The import path
 comes from `pythonpath` in pyproject.toml."""
+from pathlib import Path
+
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parent.parent     # the repository
 torch.set_num_threads(1)
 
 

@@ -393,7 +393,7 @@ def test_engine_never_uses_pickle():
     """No module of mmn_core imports pickle-like serializers or calls torch.load / torch.save / read_pickle."""
     banned_modules = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
     banned_attrs = {("torch", "load"), ("torch", "save"), ("pd", "read_pickle"), ("pandas", "read_pickle")}
-    files = sorted(ENGINE.glob("*.py"))
+    files = sorted(ENGINE.rglob("*.py"))
     assert len(files) >= 8
     for f in files:
         text = f.read_text()

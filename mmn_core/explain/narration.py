@@ -1,0 +1,89 @@
+"""Plain-language narrative: one sentence per step, numbers written as on screen."""
+from __future__ import annotations
+
+import math
+from functools import partial
+
+from .steps import Trace
+
+
+# --- 6. narrative --------------------------------------------------------------------------------------------
+def _pct(p: float) -> str:
+    return f"{100 * p:.0f}%"
+
+
+def _num(v: float, units: str = "") -> str:
+    """3 significant figures in plain notation; whole numbers stay whole; a unit that is a range ('0-7') is a
+    scale."""
+    a = abs(v)
+    s = f"{v:.0f}" if a >= 100 or float(v).is_integer() else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
+    if units[:1].isdigit():
+        return f"{s} on a {units} scale"
+    return f"{s} {units}".strip()
+
+
+def _push(attr, up: bool, spec) -> str:
+    """'; the largest push came from high lactate (3.4 mmol/L)' — the column whose attribution is largest in
+    the direction of the change (nothing when no column pushed that way)."""
+    if attr is None or not attr.present or not attr.by_column:
+        return ""
+    sign = 1.0 if up else -1.0
+    col, val = max(attr.by_column.items(), key=lambda kv: sign * kv[1])
+    if sign * val <= 0:
+        return ""
+    mspec = spec.modality(attr.modality)
+    name = mspec.column_labels.get(col, col)
+    raw = attr.raw.get(col)
+    feats = [j for j, s in enumerate(attr.source) if s == col]
+    x = attr.inputs.reshape(-1, attr.inputs.shape[-1])[-1]   # sequences: the most recent time step
+    if len(feats) == 1 and "=" not in attr.features[feats[0]]:      # numeric: high / low vs the training mean
+        z = float(x[feats[0]])
+        level = "high " if z > 0.5 else "low " if z < -0.5 else ""
+        if isinstance(raw, list):
+            raw = raw[-1] if raw else None
+        units = mspec.units.get(col, "")
+        value = f" ({_num(float(raw), units)})" if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
+            and math.isfinite(float(raw)) else ""
+        return f"; the largest push came from {level}{name}{value}"
+    hot = [attr.features[j].split("=", 1)[1] for j in feats if x[j] > 0.5]
+    return f"; the largest push came from {name} = {hot[0]}" if hot else f"; the largest push came from {name}"
+
+
+def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None = None) -> list[str]:
+    """One sentence per step (the prior first) for record i, from the trace's numbers. Binary: whole
+    percentages of P(positive); multiclass: the probability of the finally predicted class; regression: the
+    prediction in the target's units. `attributions`: modality -> Attribution, to name the largest push."""
+    tspec = spec.task(task)
+    what = tspec.display.lower() if tspec.display[:1].isupper() and not tspec.display[:2].isupper() \
+        else tspec.display
+    v = trace.value[task][:, i]
+    if v.ndim == 2:                                   # multiclass: follow the finally predicted class
+        c = int(v[-1].argmax())
+        cname = tspec.class_display(trace.classes[task][c])
+        v = v[:, c]
+        noun, fmt = f"the predicted probability that {what} is '{cname}'", _pct
+    elif tspec.type == "regression":
+        noun, fmt = f"the predicted {what}", partial(_num, units=tspec.units)
+    else:
+        noun, fmt = f"the predicted probability of {what}", _pct
+    lines = [f"Before any data, {noun} is {fmt(v[0])}." if len(trace.steps) > 1 and trace.steps[0] == "prior"
+             else f"Using all modalities together, {noun} is {fmt(v[0])}."]
+    attributions = attributions or {}
+    for k, m in enumerate(trace.steps[1:], start=1):
+        label = spec.modality(m).display
+        if trace.skipped[k - 1, i]:
+            measured = trace.measured.get(m)
+            why = "was switched off" if measured is not None and measured[i] else "was not measured"
+            lines.append(f"{label} {why}, so it was skipped and the prediction stayed at {fmt(v[k])}.")
+            continue
+        before, after = fmt(v[k - 1]), fmt(v[k])
+        if before == after:
+            lines.append(f"Adding {label} left {noun} at {after}.")
+            continue
+        up = v[k] > v[k - 1]
+        verb = "raised" if up else "lowered"
+        lines.append(f"Adding {label} {verb} {noun} from {before} to {after}"
+                     f"{_push(attributions.get(m), up, spec)}.")
+    return lines
+
+

@@ -1,0 +1,81 @@
+"""One record as the CLI prints it (`explain_record`)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..checkpoint import Trained
+from ..data import Dataset
+from ._base import _task
+from .attribution import attribute_modalities
+from .coalitions import shapley
+from .narration import narrative
+from .steps import trace
+
+
+# --- 7. one record, as the CLI prints it ---------------------------------------------------------------------
+def _json(v):
+    if isinstance(v, dict):
+        return {str(k): _json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_json(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+    if isinstance(v, (np.floating, float)):
+        return None if not math.isfinite(float(v)) else float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def explain_record(trained: Trained, ds: Dataset, record_id: str, task: str | None = None,
+                   method: str = "ig") -> dict:
+    """Everything about one record as JSON-ready data (the CLI's `explain --json`):
+    {"record", "model", "steps", "present", "skipped", "tasks": {t: {"type", "prob": [per step], "delta":
+    [per step], "label"}}, "shapley": {t: {m: v}}, "f_all": {t: v}, "f_none": {t: v},
+    "features": {t: {m: {column: attribution}}}, "convergence_delta": {t: {m: d}}, "narrative": {t: [...]}}.
+    Every number is a plain float: binary P(positive); regression target units; multiclass the probability
+    of the finally predicted class `tasks[t]["class"]` (per-class lists in "probs", "shapley_by_class",
+    "classes"). Feature attributions target the task's logit right after the modality's step (the change
+    each narrative sentence describes)."""
+    ids = ds.ids
+    try:
+        row = ids.index(str(record_id))
+    except ValueError:
+        sample = ", ".join(ids[:3])
+        raise ValueError(f"record '{record_id}' is not in dataset '{ds.spec.name}' (ids look like: {sample})") \
+            from None
+    tasks = [t.name for t in trained.model.tasks] if task is None else [_task(trained, task).name]
+    sub = ds.subset([row])
+    data = trained.prep.transform(sub)
+    tr = trace(trained, data)
+    sh = shapley(trained, data)
+    out = {"record": str(record_id), "model": trained.kind, "steps": tr.steps,
+           "present": {m: bool(p[0]) for m, p in tr.present.items()},
+           "skipped": [bool(s) for s in tr.skipped[:, 0]], "tasks": {}, "shapley": {}, "f_all": {}, "f_none": {},
+           "features": {}, "convergence_delta": {}, "narrative": {}}
+    for t in tasks:
+        v, phi = tr.value[t][:, 0], sh.values[t][0]
+        f_all, f_none = sh.f_all[t][0], sh.f_none[t][0]
+        entry = {"type": _task(trained, t).type}
+        cls = None
+        if v.ndim == 2:                  # multiclass: narrate, attribute and summarize the predicted class
+            cls = int(v[-1].argmax())
+            entry.update(classes=tr.classes[t], probs=v, shapley_by_class={m: phi[j] for j, m in
+                                                                            enumerate(sh.modalities)})
+            entry["class"] = tr.classes[t][cls]
+            v, phi, f_all, f_none = v[:, cls], phi[:, cls], f_all[cls], f_none[cls]
+            label = int(tr.label[t][0])
+            entry["label"] = tr.classes[t][label] if label >= 0 else None
+        else:
+            entry["label"] = tr.label[t][0]
+        entry.update(prob=v, delta=np.diff(v))
+        out["tasks"][t] = entry
+        out["shapley"][t] = {m: phi[j] for j, m in enumerate(sh.modalities)}
+        out["f_all"][t], out["f_none"][t] = f_all, f_none
+        attrs = attribute_modalities(trained, data, 0, t, method, own_step=True, frame=sub, target_class=cls)
+        out["features"][t] = {m: a.by_column for m, a in attrs.items()}
+        out["convergence_delta"][t] = {m: a.delta for m, a in attrs.items()}
+        out["narrative"][t] = narrative(tr, 0, t, trained.spec, attrs)
+    return _json(out)
