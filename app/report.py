@@ -62,12 +62,12 @@ def trace_frame(b: R.Bundle, view: dict, measured: dict) -> pd.DataFrame:
     0–1, regression in units, multiclass one column per class, headed by its plain name)."""
     spec = b.spec
     rows = []
-    for j, m in enumerate(view["steps"]):
+    for j, m in enumerate(view.steps):
         row = {"step": j, "modality": "Prior" if j == 0 else spec.modality(m).display,
                "status": "prior" if j == 0 else ("skipped: not measured" if not measured[m] else
-                                                  f"skipped: {OFF}" if view["skipped"][j - 1] else "used")}
+                                                  f"skipped: {OFF}" if view.skipped[j - 1] else "used")}
         for t in spec.tasks:
-            v = view["value"][t.name][j]
+            v = view.value[t.name][j]
             if t.type == "multiclass":
                 for c, name in enumerate(b.trained.prep.classes[t.name]):
                     row[f"{t.display}: P({class_header(t, name)})"] = float(v[c])
@@ -82,14 +82,14 @@ def trace_frame(b: R.Bundle, view: dict, measured: dict) -> pd.DataFrame:
 def shapley_frame(b: R.Bundle, view: dict, measured: dict, use) -> pd.DataFrame:
     """One row per modality: status and its Shapley value per task (multiclass: per class)."""
     spec = b.spec
-    sm = view["shapley_modalities"]
+    sm = view.shapley_modalities
     rows = []
     for m in spec.modality_names:
         row = {"modality": spec.modality(m).display,
                "status": "not measured" if not measured[m] else OFF if m not in use else "used"}
         j = sm.index(m)
         for t in spec.tasks:
-            v = np.asarray(view["shapley"][t.name])[j]
+            v = np.asarray(view.shapley[t.name])[j]
             if t.type == "multiclass":
                 for c, name in enumerate(b.trained.prep.classes[t.name]):
                     row[f"{t.display}: P({class_header(t, name)})"] = float(v[c])
@@ -149,7 +149,7 @@ def render_html(g: dict) -> str:
     classes = b.trained.prep.classes
     colors = F.modality_colors(spec.modality_names)
     measured, use = g["measured"], g["use"]
-    steps = view["steps"]
+    steps = view.steps
     labels = ["Prior"] + [spec.modality(m).display for m in steps[1:]]
     reasons = [F.NOT_MEASURED if not measured[m] else OFF for m in steps[1:]]
     parts, first = [], True
@@ -165,9 +165,9 @@ def render_html(g: dict) -> str:
                  f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>")
     parts.append("<h2>Predictions</h2>")
     pred = pd.DataFrame([{"Outcome": t.display,
-                          "Before any data": value_text(t, view["value"][t.name][0], classes.get(t.name)),
-                          "Final prediction": value_text(t, view["value"][t.name][-1], classes.get(t.name)),
-                          "Actual": actual_text(t, view["label"][t.name], classes.get(t.name))} for t in spec.tasks])
+                          "Before any data": value_text(t, view.value[t.name][0], classes.get(t.name)),
+                          "Final prediction": value_text(t, view.value[t.name][-1], classes.get(t.name)),
+                          "Actual": actual_text(t, view.label[t.name], classes.get(t.name))} for t in spec.tasks])
     parts.append(_table(pred))
     parts.append("<h2>Data used, in encoding order</h2><ol>")
     for m in g["order"]:
@@ -176,27 +176,27 @@ def render_html(g: dict) -> str:
                      f" — {st_}</li>")
     parts.append("</ol><h2>Step by step</h2>")
     for t in spec.tasks:
-        fig = F.step_chart(steps, labels, view["value"][t.name], view["skipped"], task_type=t.type,
+        fig = F.step_chart(steps, labels, view.value[t.name], view.skipped, task_type=t.type,
                            task_label=t.display, colors=colors, units=t.units,
-                           classes=class_names(t, classes.get(t.name)), truth=view["label"][t.name],
-                           skip_reasons=reasons, sentences=view["narrative"][t.name], off_name=OFF)
+                           classes=class_names(t, classes.get(t.name)), truth=view.label[t.name],
+                           skip_reasons=reasons, sentences=view.narrative[t.name], off_name=OFF)
         parts.append(fig_html(fig))
     parts.append("<h2>Why</h2>")
-    sm = view["shapley_modalities"]
+    sm = view.shapley_modalities
     idx = [sm.index(m) for m in spec.modality_names]
     status = {m: (F.NOT_MEASURED if not measured[m] else OFF if m not in use else "")
               for m in spec.modality_names}
     for t in spec.tasks:
-        vals = np.asarray(view["shapley"][t.name])
+        vals = np.asarray(view.shapley[t.name])
         cl = None
         if t.type == "multiclass":
-            ci = int(np.asarray(view["value"][t.name][-1]).argmax())
+            ci = int(np.asarray(view.value[t.name][-1]).argmax())
             vals, cl = vals[:, ci], t.class_display(classes[t.name][ci])
         fig = F.shapley_bars(spec.modality_names, [spec.modality(m).display for m in spec.modality_names],
                              vals[idx], colors, task_type=t.type, task_label=t.display, units=t.units,
                              status=status, class_label=cl)
         parts.append(fig_html(fig))
-        parts.append("<ol class='narrative'>" + "".join(f"<li>{_h(s)}</li>" for s in view["narrative"][t.name])
+        parts.append("<ol class='narrative'>" + "".join(f"<li>{_h(s)}</li>" for s in view.narrative[t.name])
                      + "</ol>")
     if len(g["attributions"]):
         ft = spec.task(g["focus"])

@@ -355,31 +355,11 @@ def _mask(spec, use) -> dict[str, np.ndarray]:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def record_view(ref: Ref, record: str, use: tuple[str, ...], order: tuple[str, ...]) -> dict:
-    """Trace, modality Shapley values and narrative of one record under the given toggles and order.
-
-    Returns plain values: steps, skipped (K,), measured {m: bool}, states (K+1, S), value {t: (K+1,) or
-    (K+1, C)}, label {t}, classes {t}, shapley {t: (E,) or (E, C)} over `shapley_modalities`, f_all, f_none,
-    narrative {t: [K+1 sentences]}."""
+def record_view(ref: Ref, record: str, use: tuple[str, ...], order: tuple[str, ...]):
+    """mmn_core.explain.RecordView of one record under the given toggles and order (cached)."""
     from mmn_core import explain as E
     b = get_bundle(ref)
-    i = b.pos[record]
-    one = b.data.subset([i])
-    mask = _mask(b.spec, use)
-    tr = E.trace(b.trained, one, mask, list(order))
-    sh = E.shapley(b.trained, one, mask, list(order))
-    return {
-        "steps": list(tr.steps), "skipped": tr.skipped[:, 0].copy(),
-        "measured": {m: bool(v[0]) for m, v in tr.measured.items()},
-        "states": tr.states[:, 0, :].copy(),
-        "value": {t: v[:, 0].copy() for t, v in tr.value.items()},
-        "label": {t: float(v[0]) for t, v in tr.label.items()},
-        "classes": tr.classes,
-        "shapley": {t: v[0].copy() for t, v in sh.values.items()}, "shapley_modalities": list(sh.modalities),
-        "f_all": {t: np.asarray(v[0]).copy() for t, v in sh.f_all.items()},
-        "f_none": {t: np.asarray(v[0]).copy() for t, v in sh.f_none.items()},
-        "narrative": {t: E.narrative(tr, 0, t, b.spec) for t in tr.value},
-    }
+    return E.record_view(b.trained, b.data.subset([b.pos[record]]), _mask(b.spec, use), list(order))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

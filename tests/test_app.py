@@ -299,7 +299,7 @@ def test_report_html_is_self_contained_and_escaped(engine):
     assert "<script src=" not in html.replace(" ", "") and 'src="http' not in html
     assert f"Record {rid}" in html
     view = R.record_view(ref, rid, use, tuple(names))
-    assert report._h(view["narrative"]["death"][1]) in html
+    assert report._h(view.narrative["death"][1]) in html
 
 
 def test_csv_exports_neutralise_formulas():

@@ -176,12 +176,12 @@ def class_choice(t: str, v_final) -> int | None:
 def shapley_figure(t: str, view: dict, use, ci: int | None):
     """The Why bars of task t (multiclass: of class ci, default the predicted one)."""
     td = tasks[t]
-    vals = np.asarray(view["shapley"][t])
-    sm = view["shapley_modalities"]
+    vals = np.asarray(view.shapley[t])
+    sm = view.shapley_modalities
     idx = [sm.index(m) for m in names]
     cl = None
     if td.type == "multiclass":
-        ci = int(np.asarray(view["value"][t][-1]).argmax()) if ci is None else ci
+        ci = int(np.asarray(view.value[t][-1]).argmax()) if ci is None else ci
         vals, cl = vals[:, ci], plain[t][ci]
     return F.shapley_bars(names, [mod_label(spec, m) for m in names], vals[idx], colors, task_type=td.type,
                           task_label=td.display, units=td.units, status={m: status_of(m, use) for m in names},
@@ -204,7 +204,7 @@ def record_body() -> None:
     # headline predictions
     cols = st.columns(len(tasks))
     for c, (t, td) in zip(cols, tasks.items()):
-        v = view["value"][t]
+        v = view.value[t]
         if td.type == "multiclass":
             k = int(v[-1].argmax())
             d = v[-1][k] - v[0][k]
@@ -220,7 +220,7 @@ def record_body() -> None:
         c.metric(label_md(td.display), label_md(shown), delta=delta, delta_color="off", delta_arrow=arrow,
                  delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
         prob = f"Probability {F.pct(v[-1][k])} · " if td.type == "multiclass" else ""
-        c.caption(f"{prob}Actual outcome: {md(actual_text(td, view['label'][t], classes.get(t)))}")
+        c.caption(f"{prob}Actual outcome: {md(actual_text(td, view.label[t], classes.get(t)))}")
 
     # the kinds of data as chips in encoding order (the order of the charts' x-axis): switch, status, arrows
     st.markdown("**Data, in encoding order** — switch a kind of data off to see the prediction without it; "
@@ -248,13 +248,13 @@ def record_body() -> None:
         st.button("Reset to the record's data", key=S.EX_RESET, on_click=reset_view, icon=":material/restart_alt:",
                   help="Every measured kind of data on, in the dataset's order.")
 
-    steps = view["steps"]
+    steps = view.steps
     step_labels = ["Prior"] + [mod_label(spec, m) for m in steps[1:]]
     reasons = [status_of(m, use) or F.SKIPPED_BY_YOU for m in steps[1:]]
     for t, td in tasks.items():
-        fig = F.step_chart(steps, step_labels, view["value"][t], view["skipped"], task_type=td.type,
+        fig = F.step_chart(steps, step_labels, view.value[t], view.skipped, task_type=td.type,
                            task_label=td.display, colors=colors, units=td.units, classes=plain.get(t),
-                           truth=view["label"][t], skip_reasons=reasons, sentences=view["narrative"][t])
+                           truth=view.label[t], skip_reasons=reasons, sentences=view.narrative[t])
         st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)
     st.caption("Filled dots: the step ran. Hollow dot on a dashed line and a grey band: data you switched off. "
                "Grey crossed dot on a dotted line: not measured for this record. A skipped step leaves the "
@@ -272,11 +272,11 @@ def record_body() -> None:
                        "to the change from the prior to the final prediction.")
             a, bcol = st.columns([1.2, 1], gap="large")
             with a:
-                ci = class_choice(focus, view["value"][focus][-1])
+                ci = class_choice(focus, view.value[focus][-1])
                 st.plotly_chart(shapley_figure(focus, view, use, ci), key=f"ex_shap__{focus}", config=CHART_CONFIG)
             with bcol:
                 st.markdown(f"**In words — {md(ft.display)}**")
-                st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view["narrative"][focus])))
+                st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
             others = [t for t in tasks if t != focus]
             if others:
                 # the other outcomes' bars only when asked for: each chart costs the browser a redraw per toggle
@@ -288,7 +288,7 @@ def record_body() -> None:
                             a.plotly_chart(shapley_figure(t, view, use, None), key=f"ex_shap__{t}",
                                            config=CHART_CONFIG)
                             bcol.markdown(f"**In words — {md(tasks[t].display)}**")
-                            bcol.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view["narrative"][t])))
+                            bcol.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
 
     with tabs[1]:
         if tabs[1].open:
@@ -297,10 +297,10 @@ def record_body() -> None:
     with tabs[2]:
         if tabs[2].open:
             st.subheader("State", help=STATE_HELP)
-            st.plotly_chart(F.state_heatmap(view["states"], step_labels, view["skipped"], reasons),
+            st.plotly_chart(F.state_heatmap(view.states, step_labels, view.skipped, reasons),
                             key="ex_state_heat", config=CHART_CONFIG)
             smap = R.state_map(ref)
-            path = smap.transform(view["states"])
+            path = smap.transform(view.states)
             td = tasks[focus]
             lab = table[f"{focus}__label"].to_numpy()
             ids_pos = {r: j for j, r in enumerate(smap.ids)}
@@ -308,7 +308,7 @@ def record_body() -> None:
             cloud = smap.cloud[-1][order_idx]
             fig = F.state_map(cloud, lab, outcome_type=td.type, outcome_label=td.display, classes=plain.get(focus),
                               path_xy=path, steps=steps, step_labels=step_labels, colors=colors,
-                              skipped=view["skipped"], units=td.units)
+                              skipped=view.skipped, units=td.units)
             st.plotly_chart(fig, key="ex_state_map", config=CHART_CONFIG)
             st.caption("Each grey dot is another test record's final state, squeezed onto two axes (PCA); records "
                        "the model sees as similar lie close together. The coloured path is this record, step by "
@@ -363,7 +363,7 @@ def inside_a_step(view: dict, use, order) -> None:
                                "Feature ablation: replace one value at a time by the average. "
                                "Shapley sampling: slower, averages over random orders of the values.")
     td = tasks[focus]
-    ci = class_choice(focus, view["value"][focus][-1]) if td.type == "multiclass" else None
+    ci = class_choice(focus, view.value[focus][-1]) if td.type == "multiclass" else None
     a = R.record_attribution(ref, rid, use, tuple(order), am, focus, target.startswith("The change"), method, ci)
     mspec = spec.modality(am)
     labels, raws, vals = [], [], []
@@ -405,17 +405,17 @@ def compare(view: dict, use, order) -> None:
     pf_now = R.pfusion_view(ref, rid, use)
     all_use = tuple(m for m in order if measured[m])
     pf_all = R.pfusion_view(ref, rid, all_use)
-    mmn_all = R.record_view(ref, rid, all_use, tuple(order))["value"]
+    mmn_all = R.record_view(ref, rid, all_use, tuple(order)).value
     rows = []
     for t, td in tasks.items():
-        rows.append({"Outcome": td.display, "Actual": actual_text(td, view["label"][t], classes.get(t)),
-                     "MultiModN (your choices)": value_text(td, view["value"][t][-1], classes.get(t)),
+        rows.append({"Outcome": td.display, "Actual": actual_text(td, view.label[t], classes.get(t)),
+                     "MultiModN (your choices)": value_text(td, view.value[t][-1], classes.get(t)),
                      "P-Fusion (your choices)": value_text(td, pf_now[t], classes.get(t)),
                      "MultiModN (all measured data)": value_text(td, mmn_all[t][-1], classes.get(t)),
                      "P-Fusion (all measured data)": value_text(td, pf_all[t], classes.get(t))})
     binary = [t for t, td in tasks.items() if td.type == "binary"]
     if binary:
-        fig = F.compare_bars([tasks[t].display for t in binary], [view["value"][t][-1] for t in binary],
+        fig = F.compare_bars([tasks[t].display for t in binary], [view.value[t][-1] for t in binary],
                              [pf_now[t] for t in binary], [mmn_all[t][-1] for t in binary],
                              [pf_all[t] for t in binary])
         st.plotly_chart(fig, key="ex_compare_chart", config=CHART_CONFIG)

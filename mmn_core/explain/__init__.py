@@ -39,11 +39,11 @@ from .coalitions import (  # noqa: F401
 from .cohort import StateMap, _fit_anywhere, _mean, _sd, cohort_importance, pattern_metrics, pattern_name  # noqa: F401
 from .narration import _num, _pct, _push, narrative  # noqa: F401
 from .ordering import order_sensitivity  # noqa: F401
-from .record import _json, explain_record  # noqa: F401
+from .record import RecordView, _json, explain_record, record_view  # noqa: F401
 from .steps import Trace, _run_all, trace  # noqa: F401
 
 __all__ = [
     "METHODS", "BATCH_ROWS", "Trace", "trace", "ShapleyResult", "shapley", "leave_one_out", "Attribution",
     "attribute", "attribute_modalities", "order_sensitivity", "cohort_importance", "pattern_name",
-    "pattern_metrics", "StateMap", "narrative", "explain_record",
+    "pattern_metrics", "StateMap", "narrative", "explain_record", "RecordView", "record_view",
 ]

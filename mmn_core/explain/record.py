@@ -1,12 +1,14 @@
-"""One record as the CLI prints it (`explain_record`)."""
+"""One record as every screen shows it: `RecordView` (Explorer, HTML report, CSV export) and `explain_record`
+(the CLI's `explain --json`), both built from the same trace and Shapley values."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..checkpoint import Trained
-from ..data import Dataset
+from ..data import Dataset, TensorData
 from ._base import _task
 from .attribution import attribute_modalities
 from .coalitions import shapley
@@ -14,7 +16,51 @@ from .narration import narrative
 from .steps import trace
 
 
-# --- 7. one record, as the CLI prints it ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecordView:
+    """One record under given switches and order. K steps, S state size, E Shapley players, C classes.
+
+    value[t]: (K+1,) binary P(positive) / regression target units, or (K+1, C) class probabilities;
+    skipped: (K,) the step did not run (not measured, or switched off); measured: the record's own data;
+    states: (K+1, S); shapley[t]: (E,) or (E, C) over `shapley_modalities`; f_all / f_none: the value with
+    every player on / off; narrative[t]: K+1 sentences."""
+    steps: list[str]
+    skipped: np.ndarray
+    measured: dict[str, bool]
+    states: np.ndarray
+    value: dict[str, np.ndarray]
+    label: dict[str, float]
+    classes: dict[str, list[str]]
+    shapley: dict[str, np.ndarray]
+    shapley_modalities: list[str]
+    f_all: dict[str, np.ndarray]
+    f_none: dict[str, np.ndarray]
+    narrative: dict[str, list[str]]
+
+    def delta(self, task: str) -> np.ndarray:
+        """(K,) or (K, C): the change each step made (telescopes to final − prior)."""
+        return np.diff(self.value[task], axis=0)
+
+
+def record_view(trained: Trained, one: TensorData, present: dict | None = None,
+                order: list[str] | None = None) -> RecordView:
+    """The RecordView of a one-record TensorData; `present` switches modalities off ({m: (1,) bool})."""
+    if len(one) != 1:
+        raise ValueError(f"record_view takes one record, got {len(one)}")
+    tr = trace(trained, one, present, order)
+    sh = shapley(trained, one, present, order)
+    return RecordView(
+        steps=list(tr.steps), skipped=tr.skipped[:, 0].copy(),
+        measured={m: bool(v[0]) for m, v in tr.measured.items()}, states=tr.states[:, 0, :].copy(),
+        value={t: v[:, 0].copy() for t, v in tr.value.items()},
+        label={t: float(v[0]) for t, v in tr.label.items()}, classes=dict(tr.classes),
+        shapley={t: v[0].copy() for t, v in sh.values.items()}, shapley_modalities=list(sh.modalities),
+        f_all={t: np.asarray(v[0]).copy() for t, v in sh.f_all.items()},
+        f_none={t: np.asarray(v[0]).copy() for t, v in sh.f_none.items()},
+        narrative={t: narrative(tr, 0, t, trained.spec) for t in tr.value})
+
+
+# --- one record, as the CLI prints it ---------------------------------------------------------------------
 def _json(v):
     if isinstance(v, dict):
         return {str(k): _json(x) for k, x in v.items()}
