@@ -307,7 +307,8 @@ class AcquisitionEvaluation:
     |Δ|; spearman between them; calibration_slope of actual on expected (least squares with intercept);
     top-1 hit rates over `records_ranked` records with ≥ 2 present modalities — the estimator's top modality,
     and the baseline's (mean leave-one-out |Δ| over training records, `cohort_importance`), versus the
-    modality whose true value moved the prediction most."""
+    modality whose true value moved the prediction most; chance: the mean of 1 / (present modalities);
+    baseline_spearman: the same Spearman with each pair's cohort importance in place of the estimate."""
     task: str
     records: int
     pairs: int
@@ -315,11 +316,13 @@ class AcquisitionEvaluation:
     spearman: float
     top1_hit_rate: float
     baseline_top1_hit_rate: float
+    chance_top1_hit_rate: float
     calibration_slope: float
     calibration_intercept: float
     expected: np.ndarray
     actual: np.ndarray
     cohort_importance: dict[str, float]
+    baseline_spearman: float = math.nan
 
 
 def cohort_importance(trained: Trained, data: TensorData, donors: Donors, task: str) -> dict[str, float]:
@@ -352,9 +355,16 @@ def evaluate_acquisition(trained: Trained, ds: Dataset, records: int = 1000, see
                          task: str | None = None, threshold: float = 0.5,
                          data: TensorData | None = None) -> AcquisitionEvaluation:
     """Hide each present modality of up to `records` seeded held-out test records one at a time, estimate it,
-    reveal the truth (see AcquisitionEvaluation). Records with no present modality are skipped."""
-    _require_multimodn(trained)
+    reveal the truth (see AcquisitionEvaluation) for `task` (default: the first). Records with no present
+    modality are skipped."""
     task = _task(trained, task).name if task else trained.model.tasks[0].name
+    return evaluate_all_tasks(trained, ds, records, seed, k, threshold, data)[task]
+
+
+def evaluate_all_tasks(trained: Trained, ds: Dataset, records: int = 1000, seed: int = 0, k: int = 50,
+                       threshold: float = 0.5, data: TensorData | None = None) -> dict[str, AcquisitionEvaluation]:
+    """`evaluate_acquisition` for every task from one pass (the estimates cover all tasks at once)."""
+    _require_multimodn(trained)
     data = data if data is not None else trained.prep.transform(ds)
     donors = Donors(trained, data, training_pool(trained, ds))
     test = held_out_rows(trained, ds)
@@ -364,33 +374,42 @@ def evaluate_acquisition(trained: Trained, ds: Dataset, records: int = 1000, see
         raise ValueError("the checkpoint stores no held-out test records for this data")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(test, size=min(records, len(test)), replace=False))
-    base = cohort_importance(trained, data, donors, task)
-    expected, actual, hits, base_hits, ranked, used = [], [], [], [], 0, 0
+    tasks = list(_tasks(trained))
+    base = {t: cohort_importance(trained, data, donors, t) for t in tasks}
+    acc = {t: {"e": [], "a": [], "b": [], "hit": [], "base": [], "chance": []} for t in tasks}
+    used = 0
     for row in chosen.tolist():
         hs = what_if_not_measured(trained, data, row, donors, k, threshold=threshold)
         if not hs:
             continue
-        mods = list(hs)
-        e_r = [hs[m].estimate.tasks[task].expected_abs_change for m in mods]
-        a_r = [hs[m].actual_abs_change[task] for m in mods]
         used += 1
-        expected += e_r
-        actual += a_r
-        if len(mods) >= 2:
-            ranked += 1
-            best = int(np.argmax(a_r))
-            hits.append(int(np.argmax(e_r)) == best)
-            base_hits.append(int(np.argmax([base[m] for m in mods])) == best)
-    exp_a, act_a = np.asarray(expected), np.asarray(actual)
-    if len(exp_a) >= 2 and np.ptp(exp_a) > 0:
-        from scipy.stats import spearmanr
-        rho = float(spearmanr(exp_a, act_a).statistic)
-        slope, intercept = (float(v) for v in np.polyfit(exp_a, act_a, 1))
-    else:
-        rho = slope = intercept = math.nan
+        mods = list(hs)
+        for t in tasks:
+            e_r = [hs[m].estimate.tasks[t].expected_abs_change for m in mods]
+            a_r = [hs[m].actual_abs_change[t] for m in mods]
+            acc[t]["e"] += e_r
+            acc[t]["a"] += a_r
+            acc[t]["b"] += [base[t][m] for m in mods]
+            if len(mods) >= 2:
+                best = int(np.argmax(a_r))
+                acc[t]["hit"].append(int(np.argmax(e_r)) == best)
+                acc[t]["base"].append(int(np.argmax([base[t][m] for m in mods])) == best)
+                acc[t]["chance"].append(1 / len(mods))
     rate = lambda h: float(np.mean(h)) if h else math.nan
-    return AcquisitionEvaluation(task, used, len(exp_a), ranked, rho, rate(hits), rate(base_hits), slope,
-                                 intercept, exp_a, act_a, base)
+    out = {}
+    for t in tasks:
+        exp_a, act_a = np.asarray(acc[t]["e"]), np.asarray(acc[t]["a"])
+        if len(exp_a) >= 2 and np.ptp(exp_a) > 0 and np.ptp(act_a) > 0:
+            from scipy.stats import spearmanr
+            rho = float(spearmanr(exp_a, act_a).statistic)
+            rho_base = float(spearmanr(acc[t]["b"], act_a).statistic)
+            slope, intercept = (float(v) for v in np.polyfit(exp_a, act_a, 1))
+        else:
+            rho = rho_base = slope = intercept = math.nan
+        out[t] = AcquisitionEvaluation(t, used, len(exp_a), len(acc[t]["hit"]), rho, rate(acc[t]["hit"]),
+                                       rate(acc[t]["base"]), rate(acc[t]["chance"]), slope, intercept, exp_a,
+                                       act_a, base[t], rho_base)
+    return out
 
 
 # --- one record, as the CLI prints it -----------------------------------------------------------------------

@@ -238,7 +238,7 @@ def cmd_acquire(args):
         ev = evaluate_acquisition(trained, ds, records=args.records, seed=args.seed, k=args.k, task=args.task)
         payload = {"records": ev.records, "task": ev.task, "pairs": ev.pairs, "spearman": ev.spearman,
                    "top1_hit_rate": ev.top1_hit_rate, "baseline_top1_hit_rate": ev.baseline_top1_hit_rate,
-                   "calibration_slope": ev.calibration_slope}
+                   "calibration_slope": ev.calibration_slope, "baseline_spearman": ev.baseline_spearman}
         _emit(args, payload, "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}"
                                         for k, v in payload.items()))
         return
