@@ -66,6 +66,38 @@ def _add_source(p):
     p.add_argument("--spec", help="your dataset spec (YAML)")
 
 
+MAX_SEED = 2**32 - 1     # scikit-learn's random_state range
+MAX_EPOCHS = 10_000      # an upper bound on training time; early stopping usually ends far sooner
+MAX_FOLDS = 1_000
+
+
+def _int_in(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi]; anything else is one readable line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo:,} and {hi:,}, got {value:,}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _rates(text: str) -> list[float]:
+    """argparse type: comma-separated missingness rates in [0, 1]."""
+    try:
+        rates = [float(r) for r in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got '{text}'") from None
+    if len(rates) > 100:
+        raise argparse.ArgumentTypeError(f"at most 100 rates, got {len(rates)}")
+    if any(not 0 <= r <= 1 for r in rates):     # NaN fails this too
+        raise argparse.ArgumentTypeError(f"rates must lie in [0, 1], got '{text}'")
+    return rates
+
+
 def _train_config(args, **extra):
     from .train import TrainConfig
     if args.epochs < 1:
@@ -114,8 +146,14 @@ def cmd_train(args):
     from .checkpoint import check_save_target, save
     from .train import train_model
     check_save_target(Path(args.out).absolute())     # refuse before an hour of training, not after
+    from .data import MIN_SPLIT_ROWS
     ds = _dataset(args)
     config = _train_config(args)
+    if len(ds) < MIN_SPLIT_ROWS:
+        raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
+                       f"(needs at least {MIN_SPLIT_ROWS}): add records")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BadInput(f"--out {args.out}: exists and is not a folder")
     bar = _progress_bar(config.epochs, f"training {args.model}")
 
     def progress(row):
@@ -124,7 +162,11 @@ def cmd_train(args):
 
     trained = train_model(ds, args.model, config=config, progress=progress)
     bar.close()
-    out = save(trained, args.out)
+    try:
+        out = save(trained, args.out)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise BadInput(f"--out {args.out}: cannot write the checkpoint ({reason})") from None
     payload = {"checkpoint": str(out), "model": args.model, "epochs_run": len(trained.history),
                "rows": trained.info["rows"], **trained.metrics}
     _emit(args, payload, f"saved {args.model} checkpoint to {out}\n\n{_metrics_text(trained.metrics)}")
@@ -169,8 +211,10 @@ def cmd_evaluate(args):
 def cmd_compare(args):
     from .experiments import cross_validate
     ds = _dataset(args)
+    from .data import check_folds
     if args.folds < 2:
         raise BadInput("--folds must be at least 2")
+    check_folds(ds, args.folds)    # too few records, or of a class, for the folds: one line before any work
     config = _train_config(args)
     bar = _progress_bar(args.folds * 2, "cross-validating")
     result = cross_validate(ds, folds=args.folds, config=config, progress=lambda row: bar.update(1))
@@ -260,12 +304,15 @@ def cmd_mnar(args):
     task = ds.spec.task(args.task)
     if task.type != "binary":
         raise BadInput(f"task '{args.task}' is {task.type}; the MNAR protocol needs a binary task")
-    try:
-        rates = [float(r) for r in args.rates.split(",")]
-    except ValueError:
-        raise BadInput(f"--rates must be comma-separated numbers, got '{args.rates}'") from None
-    if any(not 0 <= r < 1 for r in rates):
-        raise BadInput("--rates must lie in [0, 1)")
+    rates = _rates(args.rates) if isinstance(args.rates, str) else args.rates
+    from dataclasses import replace
+
+    from .data import MIN_SPLIT_ROWS, check_folds
+    if args.folds > 1:
+        check_folds(replace(ds, spec=ds.spec.model_copy(update={"tasks": [task]})), args.folds)
+    elif len(ds) < MIN_SPLIT_ROWS:
+        raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
+                       f"(needs at least {MIN_SPLIT_ROWS}): add records")
     rule = None
     if args.rule:
         rules = [r for r in ds.spec.mnar_rules if r.modality == args.modality]
@@ -311,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("evaluate", cmd_evaluate, "Per-step x per-task metrics of a checkpoint.", source=False,
             checkpoint=True)
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")
-    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--folds", type=_int_in(2, MAX_FOLDS), default=5)
     e = command("explain", cmd_explain, "Explain one record: per-step predictions, Shapley, attributions.",
                 source=False, checkpoint=True)
     e.add_argument("--record", required=True, help="record id")
@@ -332,16 +379,16 @@ def build_parser() -> argparse.ArgumentParser:
     m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
-    m.add_argument("--rates", default="0,0.2,0.4,0.6,0.8")
-    m.add_argument("--folds", type=int, default=3)
+    m.add_argument("--rates", type=_rates, default="0,0.2,0.4,0.6,0.8", help="comma-separated, each in [0, 1]")
+    m.add_argument("--folds", type=_int_in(1, MAX_FOLDS), default=3, help="1: one train/validation/test split")
     m.add_argument("--position", choices=["first", "middle", "last", "spec"], default="spec")
     m.add_argument("--mitigation", default="none",
                    choices=["none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order"])
     m.add_argument("--semantics", choices=["per-record", "paper"], default="per-record")
     m.add_argument("--rule", action="store_true", help="rule-based MNAR from the spec's mnar_rules")
     for c in (t, c, m):
-        c.add_argument("--epochs", type=int, default=40 if c is t else 30)
-        c.add_argument("--seed", type=int, default=0)
+        c.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), default=40 if c is t else 30)
+        c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
     return p
 
 

@@ -21,6 +21,11 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_FILE_BYTES = 200 * 1024 * 1024   # refuse bigger uploads: the dashboard and CLI hold data in memory
 MAX_SEQ_LEN = 64                     # keep the last 64 time steps of a sequence
 MISSING_CAT = "(missing)"
+MAX_CATEGORIES = 1000                # distinct values of one categorical column (each becomes a one-hot input)
+MAX_INPUT_CELLS = 100_000_000        # records x input features (x time steps): 400 MB of float32 model input
+HUGE = 1e150                         # |x| above this overflows when squared (std, losses): refused like inf
+MOSTLY_NUMERIC = 0.95                # a text column whose values are at least this share numbers is a typo
+MIN_SPLIT_ROWS = 3                   # train / validation / test need one record each
 
 
 @dataclass
@@ -135,8 +140,31 @@ def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+def _not_finite(s: pd.Series) -> int:
+    """Rows of a numeric column holding inf or a number so large that its square overflows."""
+    v = s.to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return int((np.isinf(v) | (np.abs(v) > HUGE)).sum())
+
+
+def _numeric_typos(s: pd.Series) -> tuple[int, list[str]]:
+    """A text column that is mostly numbers: (count of non-numeric values, up to 3 examples); (0, []) else."""
+    text = s.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if len(text) == 0:
+        return 0, []
+    bad = pd.to_numeric(text, errors="coerce").isna()
+    n_bad = int(bad.sum())
+    if n_bad == 0 or 1 - n_bad / len(text) < MOSTLY_NUMERIC:
+        return 0, []
+    return n_bad, list(dict.fromkeys(text[bad].tolist()))[:3]
+
+
 def check_dataset(ds: Dataset, source: str = "data") -> None:
     spec, frame = ds.spec, ds.frame
+    dup_cols = frame.columns[frame.columns.duplicated()]
+    if len(dup_cols):
+        raise SpecError(f"{source}: column '{dup_cols[0]}' appears twice in the table")
     cols = set(frame.columns)
     if spec.id_column is not None:
         if spec.id_column not in cols:
@@ -156,8 +184,24 @@ def check_dataset(ds: Dataset, source: str = "data") -> None:
                 raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is not in the table")
         for c in m.columns:
             s = table[c]
-            if _is_numeric(s) and np.isinf(s.to_numpy(dtype=float, na_value=np.nan)).any():
-                raise SpecError(f"{where}: column '{c}' has infinite values")
+            if _is_numeric(s):
+                bad = _not_finite(s)
+                if bad:
+                    raise SpecError(f"{where}: column '{c}' has infinite or huge values (|x| > {HUGE:.0e}) in "
+                                    f"{bad} row(s): clear or rescale them")
+                continue
+            n_bad, examples = _numeric_typos(s)
+            if n_bad:
+                shown = ", ".join(f"'{e}'" for e in examples)
+                raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is numbers except for {n_bad} "
+                                f"value(s) such as {shown}, which would make it categorical: clear those cells "
+                                f"(empty = missing) or remove thousands separators; the spec has no categorical "
+                                f"declaration, so to use it as categories give every value a non-numeric form")
+            n_cat = s.dropna().astype(str).nunique()
+            if n_cat > MAX_CATEGORIES:
+                raise SpecError(f"{where}: categorical column '{c}' of modality '{m.name}' has {n_cat:,} distinct "
+                                f"values, over the {MAX_CATEGORIES:,} cap (one input per value): group rare "
+                                f"values or leave the column out")
         if m.kind == "sequence":
             if not _is_numeric(table[m.time_column]):
                 raise SpecError(f"{where}: time column '{m.time_column}' must be numeric")
@@ -167,14 +211,21 @@ def check_dataset(ds: Dataset, source: str = "data") -> None:
     for t in spec.tasks:
         if t.column not in cols:
             raise SpecError(f"{source}: target column '{t.column}' of task '{t.name}' is not in the table")
+        if isinstance(frame[t.column], pd.DataFrame):
+            raise SpecError(f"{source}: target column '{t.column}' of task '{t.name}' appears twice in the table")
         y = frame[t.column].dropna()
         if len(y) == 0:
             raise SpecError(f"{source}: task '{t.name}' has no labelled record")
         if t.type == "regression":
             if not _is_numeric(frame[t.column]):
-                raise SpecError(f"{source}: regression target '{t.column}' is not numeric")
-            if not np.isfinite(y.to_numpy(dtype=float)).all():
-                raise SpecError(f"{source}: regression target '{t.column}' has infinite values")
+                n_bad, examples = _numeric_typos(frame[t.column])
+                shown = ', '.join(repr(e) for e in examples)
+                such = f" ({n_bad} value(s) such as {shown}: clear them)" if n_bad else ""
+                raise SpecError(f"{source}: regression target '{t.column}' is not numeric{such}")
+            bad = _not_finite(y)
+            if bad:
+                raise SpecError(f"{source}: regression target '{t.column}' has infinite or huge values "
+                                f"(|x| > {HUGE:.0e}) in {bad} row(s)")
         elif t.type == "binary":
             values = sorted(set(_labels(y)))
             if len(values) != 2:
@@ -189,6 +240,15 @@ def check_dataset(ds: Dataset, source: str = "data") -> None:
         if not pres[m.name].any():
             where = source if m.kind == "tabular" else str(spec.resolve(m.table))
             raise SpecError(f"{where}: modality '{m.name}' is never present (all its values are missing)")
+    cells = 0
+    for m in spec.modalities:
+        table = frame if m.kind == "tabular" else ds.sequences[m.name]
+        width = sum(1 if _is_numeric(table[c]) else table[c].dropna().astype(str).nunique() + 1 for c in m.columns)
+        steps = 1 if m.kind == "tabular" else min(MAX_SEQ_LEN, int(table.groupby(m.key).size().max()))
+        cells += len(frame) * steps * width
+    if cells > MAX_INPUT_CELLS:
+        raise SpecError(f"{source}: the model input would have {cells:,} values (records x one-hot features x time "
+                        f"steps), over the {MAX_INPUT_CELLS:,} cap: use fewer records, columns or categories")
 
 
 # --- tensors -------------------------------------------------------------------------------------------
@@ -324,7 +384,14 @@ class Preprocessor:
             else:
                 cats = self.categories[m.name][c] + [MISSING_CAT]
                 v = s.astype(object).where(s.notna(), MISSING_CAT).astype(str)
-                blocks.append((v.to_numpy()[:, None] == np.asarray(cats)[None, :]).astype(float))
+                if len(set(cats)) < len(cats):     # a real value '(missing)': keep the plain comparison
+                    blocks.append((v.to_numpy()[:, None] == np.asarray(cats)[None, :]).astype(np.float32))
+                    continue
+                codes = pd.Index(cats).get_indexer(v.to_numpy())     # -1: a value not seen in training
+                hot = np.zeros((len(v), len(cats)), dtype=np.float32)  # filled in place: no (N, K) temporaries
+                seen = np.flatnonzero(codes >= 0)
+                hot[seen, codes[seen]] = 1.0
+                blocks.append(hot)
         return np.concatenate(blocks, axis=1).astype(np.float32)
 
     def decode_target(self, t: TaskSpec, value: float) -> float:
@@ -390,8 +457,33 @@ def _strata(ds: Dataset) -> np.ndarray | None:
     return None
 
 
+def check_folds(ds: Dataset, k: int) -> None:
+    """Refuse k-fold CV the cohort cannot support: every fold needs a test part, a training part that can give
+    up a validation split, and every class of every classification task in each test part."""
+    n = len(ds)
+    if k < 2:
+        raise SpecError(f"folds must be at least 2, got {k}")
+    if n - math.ceil(n / k) < 2:
+        fits = [j for j in range(k - 1, 1, -1) if n - math.ceil(n / j) >= 2]
+        fix = f"use at most {fits[0]} folds" if fits else "add records"
+        raise SpecError(f"{n} record(s) are too few for {k} folds (each fold trains on n - n/k records and needs "
+                        f"at least 2): {fix}")
+    for t in ds.spec.tasks:
+        if t.type == "regression":
+            continue
+        counts = pd.Series(_labels(ds.frame[t.column])).value_counts()
+        if counts.min() < k:
+            low = int(counts.min())
+            fix = f"use at most {low} folds or add" if low >= 2 else "add"
+            raise SpecError(f"task '{t.name}' has only {low} record(s) of class '{counts.idxmin()}', fewer than "
+                            f"the {k} folds: {fix} records of that class")
+
+
 def split(ds: Dataset, seed: int = 0, val: float = 0.15, test: float = 0.15) -> tuple[np.ndarray, ...]:
     """Stratified train / validation / test row positions."""
+    if len(ds) < MIN_SPLIT_ROWS:
+        raise SpecError(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
+                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
     idx = np.arange(len(ds))
     strata = _strata(ds)
     rest, te = train_test_split(idx, test_size=test, random_state=seed, stratify=strata)
@@ -402,6 +494,7 @@ def split(ds: Dataset, seed: int = 0, val: float = 0.15, test: float = 0.15) -> 
 
 def kfold(ds: Dataset, k: int = 5, seed: int = 0, groups: np.ndarray | None = None):
     """Yield (train, test) row positions: stratified, and grouped when `groups` (e.g. patient ids) repeat."""
+    check_folds(ds, k)
     idx = np.arange(len(ds))
     strata = _strata(ds)
     if groups is not None and len(np.unique(groups)) < len(groups):

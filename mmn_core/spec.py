@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9_]+$"
+MAX_SPEC_BYTES = 4 * 2**20   # real specs are a few KB; a bigger file is not a spec
 
 
 class SpecError(ValueError):
@@ -180,12 +181,16 @@ def spec_from_dict(raw: object, source: str = "spec", base_dir: str = "") -> Dat
         return DatasetSpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as err:
         raise SpecError(_first_error(err, source, raw)) from None
+    except RecursionError:
+        raise SpecError(f"{source}: spec is nested too deeply") from None
 
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a YAML spec; relative paths inside it resolve against its folder."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: spec file is over the {MAX_SPEC_BYTES // 2**20} MB cap")
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: spec file not found") from None
@@ -199,4 +204,6 @@ def load_spec(path: str | Path) -> DatasetSpec:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise SpecError(f"{path}:{line} is not valid YAML") from None
+    except RecursionError:
+        raise SpecError(f"{path}: spec is nested too deeply") from None
     return spec_from_dict(raw, str(path), str(path.parent))
