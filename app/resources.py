@@ -13,7 +13,9 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +41,9 @@ CHECKPOINT_DIR = Path(os.environ.get("MMN_LENS_CHECKPOINTS", str(DATA_DIR / "che
 DEFAULT_DATASET = os.environ.get("MMN_LENS_DATASET", "support2")
 # Development only: train a small model on the fly when a shipped checkpoint is missing.
 DEV_TRAIN = os.environ.get("MMN_LENS_DEV_TRAIN") == "1"
-CACHE_DIR = Path(os.environ.get("MMN_LENS_CACHE", str(Path(tempfile.gettempdir()) / "mmn-lens-cache")))
+# Private per-user cache (uploads, MNAR results, models trained in the app): never a shared temp folder.
+CACHE_DIR = Path(os.environ.get("MMN_LENS_CACHE") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmn-lens")
 KINDS = ("multimodn", "pfusion")
 MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
 
@@ -262,6 +266,48 @@ def task_values(task, frame: pd.DataFrame) -> np.ndarray:
     return frame[f"{task.name}__pred"].to_numpy()
 
 
+# --- the private cache folder --------------------------------------------------------------------------------
+def private_dir(path: Path) -> Path:
+    """`path` (under CACHE_DIR) as a folder only this user can read, creating it with mode 0700. Refuses a
+    symlink or a folder owned by someone else (a planted folder would otherwise be written to and read from)."""
+    path = Path(path)
+    for p in [*reversed(path.relative_to(CACHE_DIR).parents), path.relative_to(CACHE_DIR)]:
+        d = CACHE_DIR / p
+        try:
+            d.mkdir(mode=0o700, parents=d == CACHE_DIR)
+        except FileExistsError:
+            pass
+        info = os.lstat(d)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise SpecError(f"the cache folder {d} is a link, not a folder, or not yours; remove it or set "
+                            "MMN_LENS_CACHE")
+        if info.st_mode & 0o077:
+            os.chmod(d, 0o700)
+    return path
+
+
+def write_private(path: Path, blob: bytes) -> None:
+    """Write a file readable by this user only, atomically, never through a symlink."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+    os.replace(tmp, path)
+
+
+def read_private(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None if missing, a symlink, not ours or larger than `limit`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size > limit:
+            return None
+        return f.read(limit)
+
+
 # --- uploads -----------------------------------------------------------------------------------------------
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -286,9 +332,8 @@ def register_upload(spec_file: tuple[str, bytes], tables: list[tuple[str, bytes]
                             f"{MAX_FILE_BYTES // 2**20} MB cap")
     digest = hashlib.sha256(spec_file[1] + b"".join(b for _, b in sorted(tables))).hexdigest()[:12]
     key = f"upload-{digest}"
-    folder = CACHE_DIR / "uploads" / key
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spec.yaml").write_bytes(spec_file[1])
+    folder = private_dir(CACHE_DIR / "uploads" / key)
+    write_private(folder / "spec.yaml", spec_file[1])
     spec = load_spec(folder / "spec.yaml")
     by_name = {}
     for name, blob in tables:
@@ -304,8 +349,9 @@ def register_upload(spec_file: tuple[str, bytes], tables: list[tuple[str, bytes]
             wanted = _safe_name(m.table)
             if wanted not in by_name:
                 raise SpecError(f"spec: modality '{m.name}' needs its table '{Path(m.table).name}'; upload it too")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(by_name[wanted])
+            if target.parent != folder.resolve():
+                raise SpecError(f"spec: table '{m.table}' of modality '{m.name}' must be a plain file name")
+            write_private(folder / target.name, by_name[wanted])
             seq_names.add(wanted)
     main = [n for n in by_name if n not in seq_names]
     if spec.data and _safe_name(spec.data) in by_name:
@@ -317,7 +363,7 @@ def register_upload(spec_file: tuple[str, bytes], tables: list[tuple[str, bytes]
     suffix = ".parquet" if main_name.lower().endswith((".parquet", ".pq")) else (
         ".csv.gz" if main_name.lower().endswith(".gz") else ".csv")
     data_path = folder / f"main-table{suffix}"
-    data_path.write_bytes(by_name[main_name])
+    write_private(data_path, by_name[main_name])
     load_data(data_path, spec)          # validate now: the message appears where the user uploaded
     return key, {"spec": str(folder / "spec.yaml"), "data": str(data_path),
                  "title": spec.title or spec.name}
@@ -330,21 +376,26 @@ def mnar_cache_path(config: dict) -> Path:
 
 
 def mnar_cached(config: dict) -> dict | None:
-    p = mnar_cache_path(config)
-    if p.is_file():
-        try:
-            return json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
-    return None
+    """A stored result, only if it is ours, well-formed and was stored for exactly this configuration."""
+    blob = read_private(mnar_cache_path(config), limit=64 * 2**20)
+    if blob is None:
+        return None
+    try:
+        stored = json.loads(blob)
+    except (ValueError, RecursionError):
+        return None
+    want = json.loads(json.dumps(config, sort_keys=True, default=str))
+    if not isinstance(stored, dict) or stored.get("config") != want or not isinstance(stored.get("result"), dict) \
+            or not isinstance(stored["result"].get("results"), list):
+        return None
+    return stored["result"]
 
 
 def mnar_store(config: dict, result: dict) -> None:
     p = mnar_cache_path(config)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, default=float))
-    tmp.replace(p)
+    private_dir(p.parent)
+    body = {"config": json.loads(json.dumps(config, sort_keys=True, default=str)), "result": result}
+    write_private(p, json.dumps(body, default=float).encode())
 
 
 # --- record-level results (cache_data; a toggle or a reorder recomputes one single-record trace) ---------------

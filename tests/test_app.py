@@ -5,6 +5,7 @@ reorder must change the shown prediction to exactly what the engine says.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from app import figures as F
 from app import resources as R
 from app import state as S
 from app.common import label_md, md
+from mmn_core import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app" / "streamlit_app.py")
@@ -508,3 +510,38 @@ def test_choices_survive_a_visit_to_another_page(engine):
     at.selectbox(key=S.DATASET).set_value("synthetic").run()
     ok(at)
     assert at.session_state[S.EX_RECORD] != second
+
+
+def test_cache_is_private_and_never_trusts_what_it_reads(tmp_path, monkeypatch):
+    """Uploads and MNAR results live in a 0700 per-user folder; a planted or edited result is ignored and a
+    planted symlink is never written through."""
+    import stat as st_
+    monkeypatch.setattr(R, "CACHE_DIR", tmp_path / "cache")
+    config = {"dataset": "support2", "modality": "blood_gas", "rates": [0.0, 0.6]}
+    result = {"results": [{"rate": 0.0, "model": "multimodn", "test": "clean", "auroc": 0.8}], "config": {}}
+    R.mnar_store(config, result)
+    path = R.mnar_cache_path(config)
+    assert R.mnar_cached(config) == result
+    assert st_.S_IMODE(path.stat().st_mode) == 0o600
+    assert st_.S_IMODE((tmp_path / "cache").stat().st_mode) == 0o700
+    assert st_.S_IMODE(path.parent.stat().st_mode) == 0o700
+    # a result stored for another configuration (or planted without one) is not shown as this one's
+    planted = json.loads(path.read_text())
+    planted["config"]["rates"] = [0.0, 0.9]
+    path.write_text(json.dumps(planted))
+    assert R.mnar_cached(config) is None
+    path.write_text(json.dumps(result))               # the bare result, as an attacker would plant it
+    assert R.mnar_cached(config) is None
+    # a symlink planted where the result goes: reading ignores it, writing replaces the link, not its target
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    path.unlink()
+    path.symlink_to(victim)
+    assert R.mnar_cached(config) is None
+    R.mnar_store(config, result)
+    assert victim.read_text() == "precious" and not path.is_symlink() and R.mnar_cached(config) == result
+    # a cache folder that is a symlink is refused with one line
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "cache" / "uploads").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(SpecError, match="is a link"):
+        R.private_dir(tmp_path / "cache" / "uploads" / "x")

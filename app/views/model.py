@@ -3,7 +3,6 @@ trained here, or your own data), and the model card."""
 from __future__ import annotations
 
 import io
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -140,7 +139,7 @@ elif src == sources[2]:
         chart = st.empty()
         histories: dict[str, list] = {}
         out_dirs = {}
-        folder = Path(tempfile.gettempdir()) / "mmn-lens-trained" / uuid.uuid4().hex[:12]
+        folder = R.private_dir(R.CACHE_DIR / "trained") / uuid.uuid4().hex[:12]
         for i, kind in enumerate(kinds):
             histories[kind] = []
 
