@@ -204,3 +204,16 @@ def test_cli_json(fx, tmp_path, capsys):
         assert cli.main(["acquire", *src, *bad, "--json"]) == 2
         err = capsys.readouterr().err
         assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_k_is_capped_by_donors_and_no_donor_is_reported(fx):
+    ds, trained, data, _ = fx
+    p = _pres(data)
+    r = int(np.flatnonzero(~p["key"] & ~p["noise"])[0])
+    with_key = np.flatnonzero(p["key"] & ~p["noise"])[:5]
+    without_noise = np.flatnonzero(~p["noise"] & ~p["key"])
+    small = A.Donors(trained, data, np.union1d(with_key, without_noise[:50]))
+    est = A.estimate(trained, data, r, small, k=50)
+    assert len(est.modalities["key"].neighbours) == 5 and set(est.modalities["key"].neighbours) == set(with_key)
+    assert "noise" not in est.modalities and "noise" in est.no_donors
+    assert "noise" not in est.ranked("y")
