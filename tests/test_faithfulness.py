@@ -152,6 +152,7 @@ def test_cohort_report_and_record_sentence(analytic):
     assert len(r.deletion) == len(r.removed) + 1 == len(r.random) and r.deletion[0] == pytest.approx(r.random[0])
     assert r.removed[0] in COEF and r.deletion[-1] == pytest.approx(r.random[-1])
     assert "as much as removing two at random" in r.sentence or "does not move it" in r.sentence
+    assert "Caution" not in r.sentence and not r.ood_skips          # every modality is absent ~20% of the time
     with pytest.raises(ValueError):
         F.cohort_faithfulness(trained, data, "y", records=0)
     with pytest.raises(ValueError):
@@ -168,7 +169,10 @@ def test_ood_skip_flag():
     ranks = F._ranks(imp, ctx.has)
     a = np.array([absent[m] for m in ctx.players])
     top_is_a = (ranks[:, 0] == 0)
-    assert F._ood(ranks, ctx.has, a) == pytest.approx(top_is_a.mean())
+    assert F._ood(ranks, ctx.has, a) == pytest.approx(top_is_a.mean()) and 0 < top_is_a.mean() < 1
+    i = int(np.flatnonzero(top_is_a & (ctx.has.sum(1) >= 3))[0])
+    r = F.record_faithfulness(trained, data, i, "y", "shapley")
+    assert r.removed[0] == "a" and r.ood_skips[0] == "a" and "Caution: a was almost never missing" in r.sentence
 
 
 @pytest.fixture(scope="module")
