@@ -30,11 +30,12 @@ from mmn_core.checkpoint import Trained
 from mmn_core.data import DATA_DIR, MAX_FILE_BYTES, Dataset, TensorData, load_data
 from mmn_core.datasets import bundled_names
 from mmn_core.model import probabilities
+from mmn_core.threads import use_threads
 from mmn_core.train import predict
 
 # The models are small: one thread is fastest, and extra threads spin against each other on a busy machine
 # (measured: cohort order sensitivity 1 s with one thread, 60 s with two under load).
-torch.set_num_threads(int(os.environ.get("MMN_LENS_THREADS", "1")))
+use_threads()
 ROOT = Path(__file__).resolve().parent.parent
 # Overridable for tests and for people who keep checkpoints elsewhere.
 CHECKPOINT_DIR = Path(os.environ.get("MMN_LENS_CHECKPOINTS", str(DATA_DIR / "checkpoints")))

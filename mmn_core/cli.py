@@ -393,14 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
-    import torch
-
     from .checkpoint import CheckpointError
     from .spec import SpecError
-    # Small tensors: a second thread costs more in synchronization than it gains (benchmarks/interpret_speed.md).
-    torch.set_num_threads(int(os.environ.get("MMN_THREADS", "1")))
+    from .threads import use_threads
+    use_threads()                       # one place sets torch threads (mmn_core/threads.py)
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)

@@ -84,3 +84,20 @@ def test_pyproject_dependencies_equal_requirements_txt():
     assert "torch==2.13.0" in project["dependencies"]
     dev = [ln.split("#")[0].strip() for ln in (ROOT / "requirements-dev.txt").read_text().splitlines()]
     assert sorted(project["optional-dependencies"]["dev"]) == sorted(p for p in dev if p and not p.startswith("-r"))
+
+
+def test_torch_threads_are_set_in_one_place(monkeypatch):
+    import torch
+
+    from mmn_core.threads import use_threads
+    callers = [f for f in sorted((ROOT / "mmn_core").rglob("*.py")) + sorted((ROOT / "app").rglob("*.py"))
+               if "set_num_threads" in f.read_text()]
+    assert [f.name for f in callers] == ["threads.py"]
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("MMN_THREADS", "2")
+        assert use_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("MMN_THREADS", "lots")
+        assert use_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
