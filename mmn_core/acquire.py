@@ -42,6 +42,7 @@ from .data import Dataset, TensorData, split
 from .explain import _eval, _rows, _task, _tasks, _values
 
 CHUNK = 8192          # rows per forward when running the donor pool
+MAX_CACHED = 128      # presence patterns whose pool states are kept (SUPPORT2: 0.8 MB each)
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -118,7 +119,8 @@ def held_out_rows(trained: Trained, ds: Dataset) -> np.ndarray:
 
 
 class Donors:
-    """Training rows of `data` and their final states per presence pattern (cached: records share patterns)."""
+    """Training rows of `data` and their final states per presence pattern (cached: records share patterns;
+    the cache holds the MAX_CACHED most recently used)."""
 
     def __init__(self, trained: Trained, data: TensorData, pool):
         _require_multimodn(trained)
@@ -152,7 +154,10 @@ class Donors:
                     out = model({m: v[sl] for m, v in self.x.items()}, p,
                                 {m: v[sl] for m, v in self.lengths.items()})
                     parts.append(out.states[-1])
+            if len(self._states) >= MAX_CACHED:
+                self._states.pop(next(iter(self._states)))       # the least recently used pattern
             self._states[pattern] = torch.cat(parts)
+        self._states[pattern] = self._states.pop(pattern)        # most recently used last
         return self._states[pattern]
 
     def nearest(self, state: torch.Tensor, modality: str, pattern: tuple[bool, ...], k: int, exclude: int):
@@ -374,6 +379,8 @@ def evaluate_all_tasks(trained: Trained, ds: Dataset, records: int = 1000, seed:
         raise ValueError("the checkpoint stores no held-out test records for this data")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(test, size=min(records, len(test)), replace=False))
+    pats = np.stack([data.present[m].numpy()[chosen] for m in donors.names], 1)
+    chosen = chosen[np.lexsort((chosen, *pats.T))]          # records of one pattern together: cache hits
     tasks = list(_tasks(trained))
     base = {t: cohort_importance(trained, data, donors, t) for t in tasks}
     acc = {t: {"e": [], "a": [], "b": [], "hit": [], "base": [], "chance": []} for t in tasks}
