@@ -389,7 +389,9 @@ def record_faithfulness(trained: Trained, data, record_index: int, task: str, me
         else:
             sentence = (f"Removing {what} this method ranks highest moves the prediction {ours / theirs:.1f}x "
                         f"as much as removing {at_random}.")
-        if set(removed[:k]) & set(ood):
-            sentence += (f" Caution: {', '.join(m for m in removed[:k] if m in ood)} was almost never missing in "
-                         "training, so skipping it is out of distribution.")
+        flagged = [m for m in removed[:k] if m in ood]
+        if flagged:
+            one = len(flagged) == 1
+            sentence += (f" Caution: {' and '.join(flagged)} {'was' if one else 'were'} almost never missing in "
+                         f"training, so skipping {'it' if one else 'them'} is out of distribution.")
     return RecordFaithfulness(data.ids[record_index], task, method, removed, dele[0], rnd, ood, sentence)
