@@ -147,10 +147,11 @@ def _shapley_sampling(ctx: _Ctx, n_samples: int, seed: int) -> np.ndarray:
         code = (mask > 0.5).long() @ (1 << torch.arange(len(players)))
         return torch.as_tensor(_forward(trained, data, r.numpy(), code.numpy(), ctx.task, ctx.cls, ctx.sign))
 
-    torch.manual_seed(seed)
     inp = torch.as_tensor(ctx.has, dtype=torch.float64)
-    attr = ShapleyValueSampling(forward).attribute(inp, baselines=0.0, additional_forward_args=(rows,),
-                                                   n_samples=n_samples, perturbations_per_eval=len(players))
+    with torch.random.fork_rng():              # seeded permutations; the caller's RNG state is left alone
+        torch.manual_seed(seed)
+        attr = ShapleyValueSampling(forward).attribute(inp, baselines=0.0, additional_forward_args=(rows,),
+                                                       n_samples=n_samples, perturbations_per_eval=len(players))
     return attr.double().numpy() * ctx.has
 
 
@@ -245,12 +246,13 @@ def randomization_cascade(trained: Trained, data: TensorData, task: str, methods
     rnd = copy.deepcopy(trained)
     stages = ["decoders", *[f"encoder:{m}" for m in reversed(rnd.model.modality_names)]]
     out = {"stages": stages, **{m: [] for m in methods}}
-    torch.manual_seed(seed)
-    for st in stages:
+    for i, st in enumerate(stages):
         mod = rnd.model.decoders if st == "decoders" else rnd.model.encoders[st.split(":", 1)[1]]
-        for sub in mod.modules():
-            if hasattr(sub, "reset_parameters") and sub is not mod:
-                sub.reset_parameters()
+        with torch.random.fork_rng():          # stage i re-initializes from seed + i, whatever ran before
+            torch.manual_seed(seed + i)
+            for sub in mod.modules():
+                if hasattr(sub, "reset_parameters") and sub is not mod:
+                    sub.reset_parameters()
         ctx = _context(rnd, data, task)
         got = importances(ctx, methods, seed=seed, **kw)
         for m in methods:
