@@ -25,6 +25,8 @@ MAX_CATEGORIES = 1000                # distinct values of one categorical column
 MAX_INPUT_CELLS = 100_000_000        # records x input features (x time steps): 400 MB of float32 model input
 HUGE = 1e150                         # |x| above this overflows when squared (std, losses): refused like inf
 MOSTLY_NUMERIC = 0.95                # a text column whose values are at least this share numbers is a typo
+Z_CLIP = 1e6                         # standardized inputs are clipped here: float32-safe when the training
+                                     # split never saw an extreme value that another split holds
 MIN_SPLIT_ROWS = 3                   # train / validation / test need one record each
 
 
@@ -379,7 +381,7 @@ class Preprocessor:
             if c in self.numeric[m.name]:
                 mean, std = self.numeric[m.name][c]
                 v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-                z = (v - mean) / std
+                z = np.clip((v - mean) / std, -Z_CLIP, Z_CLIP)
                 blocks.append(np.nan_to_num(z, nan=0.0)[:, None])
             else:
                 cats = self.categories[m.name][c] + [MISSING_CAT]
@@ -463,6 +465,9 @@ def check_folds(ds: Dataset, k: int) -> None:
     n = len(ds)
     if k < 2:
         raise SpecError(f"folds must be at least 2, got {k}")
+    if k > n:
+        raise SpecError(f"{n} record(s) are too few for {k} folds (each fold needs a test record): "
+                        f"use fewer folds or add records")
     if n - math.ceil(n / k) < 2:
         fits = [j for j in range(k - 1, 1, -1) if n - math.ceil(n / j) >= 2]
         fix = f"use at most {fits[0]} folds" if fits else "add records"
