@@ -254,8 +254,13 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
     if percent:
         yaxis = dict(range=[-4, 104], ticksuffix="%", automargin=False,
                      title=dict(text="Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"))
-    else:   # regression: tick numbers of unknown width
-        yaxis = dict(title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"))
+    else:   # regression: tick numbers of unknown width; the range holds every value and the actual outcome
+        shown = [float(x) for x in np.asarray(values, dtype=float).ravel() if math.isfinite(float(x))]
+        shown += [ty] if has_truth else []
+        lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
+        pad = 0.1 * (hi - lo) or max(abs(hi) * 0.05, 1.0)
+        yaxis = dict(title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"),
+                     range=[lo - pad, hi + pad])
     # Fixed margins instead of automargin: the labels' size is known here (at most `lines` lines), and
     # automargin makes plotly lay the chart out a second time on every redraw (each toggle).
     lines = max(t.count("<br>") + 1 for t in ticktext)

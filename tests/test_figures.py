@@ -209,6 +209,20 @@ def test_step_chart_regression_in_units():
     assert fig.layout.xaxis.ticktext[-1] == "<b>Actual:</b><br>12 points"
 
 
+def test_step_chart_regression_axis_holds_the_actual_outcome_off_the_edge():
+    """STAR: predictions 550-620 and an actual 515 used to sit on the bottom edge, read as 550."""
+    v = np.array([580.0, 600.0, 620.0, 610.0, 550.0])
+    fig = F.step_chart(STEPS, STEP_LABELS, v, [False] * 4, task_type="regression", task_label="Reading",
+                       colors=COLORS, units="points", truth=515.0)
+    lo, hi = fig.layout.yaxis.range
+    span = 620.0 - 515.0
+    assert lo < 515.0 - 0.05 * span and hi > 620.0 + 0.05 * span
+    flat = F.step_chart(STEPS, STEP_LABELS, np.full(5, 3.0), [False] * 4, task_type="regression",
+                        task_label="Flat", colors=COLORS)
+    lo, hi = flat.layout.yaxis.range
+    assert lo < 3.0 < hi
+
+
 def test_step_chart_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="do not match"):
         F.step_chart(STEPS, STEP_LABELS, np.zeros(3), [False] * 4, task_type="binary", task_label="x",
