@@ -118,6 +118,7 @@ One pass per part (same records; the cascade re-runs every method on 24 records 
 
 Deletion AOPC: mean over k = 1..p of P(predicted class | all present) − P(predicted class | top k skipped);
 larger means the ranking points at modalities the prediction depends on. {verdict}
+
 ## Reading these numbers
 - Wall-clock is the figure compared with the target; the process CPU time is shown because the machine was
   shared (load average above 2 means the 2 cores were oversubscribed, and wall-clock then exceeds CPU time).
