@@ -94,6 +94,13 @@ BAD = [
     (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "score"], "needs a binary task"),
     (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "outcome", "--rates", "a,b"], "--rates"),
     (["frobnicate"], "invalid choice"),
+    (["train", "--dataset", "synthetic", "--seed", "-1", "--out", "x"], "--seed"),
+    (["train", "--dataset", "synthetic", "--seed", str(2**32), "--out", "x"], "--seed"),
+    (["compare", "--dataset", "synthetic", "--folds", "5000"], "--folds"),
+    (["compare", "--dataset", "synthetic", "--epochs", "-3"], "--epochs"),
+    (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "outcome", "--rates", "1.5"], "--rates"),
+    (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "outcome", "--rates", "nan"], "--rates"),
+    (["explain", "--checkpoint", "x"], "--record"),
 ]
 
 
