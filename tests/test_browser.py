@@ -358,7 +358,9 @@ def test_mnar_lab_runs_a_tiny_experiment(browser, server):
         fig = figure(page, "mn_chart")
         stored = list((server.cache_dir / "mnar").glob("*.json"))
         assert len(stored) == 1
-        rows = json.loads(stored[0].read_text())["results"]
+        body = json.loads(stored[0].read_text())          # {"config": the run's settings, "result": ...}
+        assert body["config"]["modality"] == "blood_gas" and body["config"]["dataset"] == "support2"
+        rows = body["result"]["results"]
         names = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
         for kind in names:
             for test in ("clean", "reversed"):
