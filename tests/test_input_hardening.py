@@ -353,7 +353,8 @@ def test_hostile_input_exits_2_with_one_line(fault, tmp_path):
         folder = tmp_path / str(i)
         folder.mkdir()
         argv, command = _make(fault, i, folder)
-        check_refused(argv)
+        line = check_refused(argv)                  # exit 2, exactly one stderr line, no traceback
+        assert line.startswith("error: ") and len(line) > len("error: ") + 10, (command, line)
 
 
 def test_the_suite_is_large_and_runs_the_data_commands(tmp_path):
