@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
+
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442"]
 TOL_EXTRA = ["#882255", "#999933", "#332288", "#44AA99", "#AA4499", "#661100", "#117733"]
 PALETTE = OKABE_ITO + TOL_EXTRA
@@ -53,44 +55,6 @@ def wrap(text, width: int = 12) -> str:
 def status_caption(text: str) -> str:
     """A small grey italic second line for a plotly label (our fixed words, escaped anyway)."""
     return f"<span style='color:{STATUS_COLOR};font-size:11px'><i>{esc(text)}</i></span>"
-
-
-def pct(p: float) -> str:
-    """Probability → whole percentage ('63%'); NaN → '–'."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "–"
-    return f"{100 * float(p):.0f}%"
-
-
-def points(d: float) -> str:
-    """Change of a probability in percentage points ('+7 points', '−3 points', 'no change')."""
-    v = 100 * float(d)
-    if abs(v) < 0.5:
-        return "no change" if abs(v) < 0.05 else f"{'+' if v > 0 else '−'}<1 point"
-    s = f"{abs(v):.0f}"
-    return f"{'+' if v > 0 else '−'}{s} point{'s' if s != '1' else ''}"
-
-
-def number(v: float, digits: int | None = None) -> str:
-    """A value in units with sensible precision (3 significant digits, no exponent for everyday sizes)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    v = float(v)
-    if digits is None and v.is_integer() and abs(v) < 1e15:
-        return f"{v:,.0f}"
-    if digits is None:
-        a = abs(v)
-        digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 0.1 else 3
-    return f"{v:,.{digits}f}"
-
-
-def with_units(v: float, units: str = "") -> str:
-    return f"{number(v)} {units}".strip()
-
-
-def signed(v: float, units: str = "") -> str:
-    s = number(abs(v))
-    return f"{'+' if v >= 0 else '−'}{s} {units}".strip()
 
 
 def modality_colors(names: Sequence[str]) -> dict[str, str]:

@@ -11,6 +11,8 @@ import math
 import sys
 from pathlib import Path
 
+from .fmt import json_safe
+
 EXIT_BAD_INPUT = 2
 
 
@@ -23,22 +25,9 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message}")
 
 
-def _clean(obj):
-    """NaN/inf → null so the output is valid JSON; numpy scalars → Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _clean(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _emit(args, payload: dict, text: str) -> None:
     if args.json:
-        print(json.dumps(_clean(payload)))
+        print(json.dumps(json_safe(payload)))
     else:
         print(text)
 

@@ -4,24 +4,11 @@ from __future__ import annotations
 import math
 from functools import partial
 
+from ..fmt import percent as _pct, with_units as _num
 from .steps import Trace
 
 
 # --- 6. narrative --------------------------------------------------------------------------------------------
-def _pct(p: float) -> str:
-    return f"{100 * p:.0f}%"
-
-
-def _num(v: float, units: str = "") -> str:
-    """3 significant figures in plain notation; whole numbers stay whole; a unit that is a range ('0-7') is a
-    scale."""
-    a = abs(v)
-    s = f"{v:.0f}" if a >= 100 or float(v).is_integer() else f"{v:.1f}" if a >= 10 else f"{v:.2f}"
-    if units[:1].isdigit():
-        return f"{s} on a {units} scale"
-    return f"{s} {units}".strip()
-
-
 def _push(attr, up: bool, spec) -> str:
     """'; the largest push came from high lactate (3.4 mmol/L)' — the column whose attribution is largest in
     the direction of the change (nothing when no column pushed that way)."""
