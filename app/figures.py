@@ -579,34 +579,37 @@ def _value_axis(task_type: str, units: str, what: str = "Prediction") -> dict:
 
 def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion: np.ndarray, random: np.ndarray,
                 colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
-                method_label: str = "Exact Shapley order", height: int = 300) -> go.Figure:
+                method_label: str = "Exact Shapley order", height: int = 260) -> go.Figure:
     """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
-    order (solid; each dot in the removed modality's colour) against the mean over random orders (dashed).
+    order (solid; each dot in the removed modality's colour, its name in the hover and, for the first two,
+    beside the dot) against the mean over random orders (dashed).
     deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
     d, r = _shown(task_type, deletion), _shown(task_type, random)
     p = len(d) - 1
     if len(r) != p + 1 or len(removed) != p or len(removed_labels) != p:
         raise ValueError(f"curves of {len(d)} and {len(r)} points do not match {len(removed)} removals")
-    ticks = ["All its data"] + [f"−{wrap(l, 12)}" for l in removed_labels]
     val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
     hover = ["<b>All its data</b><br>" + val(d[0])] + [
-        f"<b>Without the top {j}</b> (last removed: {esc(removed_labels[j - 1])})<br>this order: {val(d[j])}"
-        f"<br>random order (mean): {val(r[j])}" for j in range(1, p + 1)]
+        f"<b>Without the top {j}</b> (removed last: {esc(removed_labels[j - 1])})<br>in this order: {val(d[j])}"
+        f"<br>in a random order (mean): {val(r[j])}" for j in range(1, p + 1)]
     traces = [
         dict(type="scatter", x=list(range(p + 1)), y=r.tolist(), mode="lines+markers", name="random order (mean)",
-             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=7, color=PRIOR_COLOR),
+             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=6, color=PRIOR_COLOR),
              hoverinfo="skip"),
         dict(type="scatter", x=list(range(p + 1)), y=d.tolist(), mode="lines+markers", name=esc(method_label),
              line=dict(color=LINE_COLOR, width=2.5),
              marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
                          line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
-    lines = max((t.count("<br>") + 1 for t in ticks), default=1)
-    return _fig(traces, esc(title) if title else None, height + 14 * lines,
-                dict(tickvals=list(range(p + 1)), ticktext=ticks, tickfont=dict(size=11), automargin=False,
-                     title=dict(text="Kinds of data removed, most important first", standoff=4),
+    # the first two removals named on the chart (the ones the sentence talks about); the rest in the hover
+    notes = [dict(x=j, y=float(d[j]), xref="x", yref="y", text=f"−{esc(removed_labels[j - 1])}", showarrow=False,
+                  xanchor="left", xshift=8, yshift=-10 if j == 1 else 10, font=dict(size=11, color=LINE_COLOR))
+             for j in range(1, min(2, p) + 1)]
+    yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
+    return _fig(traces, esc(title) if title else None, height,
+                dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
+                     title=dict(text="Kinds of data removed (most important first)", standoff=4),
                      range=[-0.4, p + 0.4]),
-                _value_axis(task_type, units),
-                margin=dict(l=60, r=10, t=40 if title else 10, b=50 + 14 * lines),
+                yaxis, annotations=notes, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
 
 
@@ -671,5 +674,6 @@ def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: in
                            + esc(METHOD_LABELS.get(m, m)) + "</extra>"))
     return _fig(traces, esc(title), height,
                 dict(title=dict(text="Kinds of data removed (most important first, by each method)"), dtick=1),
-                dict(title=dict(text="Support for the record's prediction (%)"), ticksuffix="%"),
-                legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                dict(title=dict(text="P(the predicted outcome) (%)"), ticksuffix="%"),
+                legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=12)),
+                margin=dict(l=70, r=10, t=50, b=50))
