@@ -565,6 +565,116 @@ def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
                    legend=dict(orientation="h", yanchor="top", y=-0.2))
 
 
+# --- how much to trust this; what to measure next; faithfulness per method -------------------------------------
+def _shown(task_type: str, v) -> np.ndarray:
+    """Values as drawn: probabilities in %, regression as is."""
+    return np.asarray(v, dtype=float) * (100.0 if task_type in ("binary", "multiclass") else 1.0)
+
+
+def _value_axis(task_type: str, units: str, what: str = "Prediction") -> dict:
+    if task_type in ("binary", "multiclass"):
+        return dict(title=dict(text=f"{what} (%)"), ticksuffix="%", range=[-4, 104])
+    return dict(title=dict(text=f"{what} ({esc(units)})" if units else what))
+
+
+def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion: np.ndarray, random: np.ndarray,
+                colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
+                method_label: str = "Exact Shapley order", height: int = 300) -> go.Figure:
+    """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
+    order (solid; each dot in the removed modality's colour) against the mean over random orders (dashed).
+    deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
+    d, r = _shown(task_type, deletion), _shown(task_type, random)
+    p = len(d) - 1
+    if len(r) != p + 1 or len(removed) != p or len(removed_labels) != p:
+        raise ValueError(f"curves of {len(d)} and {len(r)} points do not match {len(removed)} removals")
+    ticks = ["All its data"] + [f"−{wrap(l, 12)}" for l in removed_labels]
+    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    hover = ["<b>All its data</b><br>" + val(d[0])] + [
+        f"<b>Without the top {j}</b> (last removed: {esc(removed_labels[j - 1])})<br>this order: {val(d[j])}"
+        f"<br>random order (mean): {val(r[j])}" for j in range(1, p + 1)]
+    traces = [
+        dict(type="scatter", x=list(range(p + 1)), y=r.tolist(), mode="lines+markers", name="random order (mean)",
+             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=7, color=PRIOR_COLOR),
+             hoverinfo="skip"),
+        dict(type="scatter", x=list(range(p + 1)), y=d.tolist(), mode="lines+markers", name=esc(method_label),
+             line=dict(color=LINE_COLOR, width=2.5),
+             marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
+                         line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
+    lines = max((t.count("<br>") + 1 for t in ticks), default=1)
+    return _fig(traces, esc(title) if title else None, height + 14 * lines,
+                dict(tickvals=list(range(p + 1)), ticktext=ticks, tickfont=dict(size=11), automargin=False,
+                     title=dict(text="Kinds of data removed, most important first", standoff=4),
+                     range=[-0.4, p + 0.4]),
+                _value_axis(task_type, units),
+                margin=dict(l=60, r=10, t=40 if title else 10, b=50 + 14 * lines),
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
+
+
+def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequence[np.ndarray], current: float,
+                   colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
+                   threshold: float | None = 0.5, actual: Sequence[float] | None = None) -> go.Figure:
+    """What measuring each candidate modality could do to one record's prediction: one row per modality (ranked,
+    top first), a box over its K possible outcomes with every outcome as a dot, the current prediction as a
+    solid line, the decision threshold (binary) dotted; `actual` (hindsight): the true value as a star.
+    outcomes[i]: (K,) in the estimate's scalar (binary P(positive), multiclass P(current class), units)."""
+    if len(outcomes) != len(names) or len(labels) != len(names):
+        raise ValueError(f"{len(outcomes)} outcome sets for {len(names)} modalities")
+    ylab = [esc(l) for l in labels]
+    val = (lambda v: pct(v)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    traces = []
+    for n, y, o in zip(names, ylab, outcomes):
+        o = np.asarray(o, dtype=float)
+        traces.append(dict(type="box", x=_shown(task_type, o).tolist(), y=[y] * len(o), orientation="h", name=y,
+                           marker=dict(color=colors.get(n, PRIOR_COLOR), size=5, opacity=0.6),
+                           line=dict(color=colors.get(n, PRIOR_COLOR)), fillcolor="rgba(0,0,0,0)",
+                           boxpoints="all", jitter=0.5, pointpos=0, showlegend=False, hoverinfo="skip"))
+    if actual is not None:
+        traces.append(dict(type="scatter", x=_shown(task_type, actual).tolist(), y=ylab, mode="markers",
+                           name="its real value", marker=dict(symbol="star", size=15, color="black"),
+                           hovertext=[f"<b>{y}</b><br>with its real value: {val(a)}" for y, a in zip(ylab, actual)],
+                           hoverinfo="text"))
+    cur = float(_shown(task_type, [current])[0])
+    shapes = [dict(type="line", xref="x", yref="paper", x0=cur, x1=cur, y0=0, y1=1,
+                   line=dict(color=LINE_COLOR, width=2))]
+    notes = [dict(x=cur, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                  text=f"now {val(current)}", font=dict(size=11))]
+    if threshold is not None and task_type == "binary":
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
+                           line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
+    left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
+    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names),
+                _value_axis(task_type, units, "Prediction after measuring it"),
+                dict(autorange="reversed", automargin=False, type="category"), shapes=shapes, annotations=notes,
+                margin=dict(l=left, r=20, t=(46 if title else 26), b=50), showlegend=actual is not None,
+                legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+
+
+METHOD_LABELS = {"shapley": "Exact Shapley", "leave_one_out": "Leave one out", "step_delta": "Change at its step",
+                 "ig": "Integrated Gradients (per kind of data)", "shapley_sampling": "Shapley sampling (Captum)",
+                 "random": "Random order (baseline)"}
+METHOD_COLORS = {"shapley": "#0072B2", "leave_one_out": "#E69F00", "step_delta": "#009E73", "ig": "#CC79A7",
+                 "shapley_sampling": "#D55E00", "random": PRIOR_COLOR}
+
+
+def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: int = 360) -> go.Figure:
+    """Mean deletion curves over a cohort sample: the prediction's support (toward each record's own
+    prediction, 0–1) after removing the top k kinds of data in each method's order; random dashed."""
+    traces = []
+    for m, c in curves.items():
+        c = 100 * np.asarray(c, dtype=float)
+        rnd = m == "random"
+        traces.append(dict(type="scatter", x=list(range(len(c))), y=c.tolist(), mode="lines+markers",
+                           name=esc(METHOD_LABELS.get(m, m)),
+                           line=dict(color=METHOD_COLORS.get(m, LINE_COLOR), dash="dash" if rnd else "solid",
+                                     width=2.5 if m == "shapley" else 1.8),
+                           marker=dict(size=6), hovertemplate="%{y:.0f}% after removing %{x}<extra>"
+                           + esc(METHOD_LABELS.get(m, m)) + "</extra>"))
+    return _fig(traces, esc(title), height,
+                dict(title=dict(text="Kinds of data removed (most important first, by each method)"), dtick=1),
+                dict(title=dict(text="Support for the record's prediction (%)"), ticksuffix="%"),
+                legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+
+
 # --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so
 # plotly animates between them) ------------------------------------------------------------------------------
 BIG_FONT = dict(family=FONT["family"], size=17)

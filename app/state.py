@@ -31,6 +31,8 @@ EX_CLASS = "ex_class"               # selectbox: class explained for a multiclas
 EX_ATTR_MODALITY = "ex_attr_modality"  # selectbox: step (modality) whose features are attributed
 EX_ATTR_TARGET = "ex_attr_target"   # radio: attribute the prediction right after that step, or the final one
 EX_ATTR_METHOD = "ex_attr_method"   # selectbox: Integrated Gradients / Feature ablation / Shapley sampling
+EX_MEASURE_MODALITY = "ex_measure_modality"  # selectbox: whose K neighbours' values are listed
+EX_MEASURE_MORE = "ex_measure_more"  # expander (lazy): the K neighbours' values
 EX_REPORT = "ex_report"             # download_button: HTML report of this view
 EX_ORDER = "ex_order"               # (not a widget) list of modality names in encoding order
 
@@ -38,6 +40,7 @@ EX_ORDER = "ex_order"               # (not a widget) list of modality names in e
 CO_TASK = "co_task"                 # selectbox
 CO_TABS = "co_tabs"                 # tabs (lazy: only the open tab computes)
 CO_METRIC = "co_metric"             # selectbox: metric shown in the step × task matrix
+CO_FAITH_MEASURE = "co_faith_measure"  # button: measure the explanation methods' faithfulness (about a minute)
 
 # MNAR lab
 MN_MODALITY = "mn_modality"         # selectbox
@@ -96,6 +99,10 @@ ELEMENT_KEYS = {
     "ex_state_heat": "Explorer, State tab: heatmap", "ex_state_map": "Explorer, State tab: cohort map + path",
     "ex_compare_chart": "Explorer, Compare tab (binary tasks)", "ex_compare_table": "Compare tab, all tasks",
     "ex_data__<modality>": "Explorer, Data tab: the record's raw values of one modality",
+    "ex_trust": "Explorer, Why tab: the 'How much to trust this' element (ex_trust_chart: its deletion curve)",
+    "ex_measure": "Explorer: the 'What to measure next' tab's panel", "ex_measure_chart": "its outcome spread",
+    "ex_measure_table": "its ranked modalities, every task", "ex_neighbours_table": "the K neighbours' values",
+    "co_faith_table": "Cohort: faithfulness per explanation method", "co_faith_chart": "its mean deletion curves",
     "co_matrix_chart": "Cohort: step × task metric matrix", "co_importance_chart": "Cohort: importance ranges",
     "co_importance_table": "its numbers", "co_pattern_table": "Cohort: metrics per missingness pattern",
     "co_order_chart": "Cohort: metric per encoder order", "co_spread_chart": "Cohort: per-record order spread",

@@ -228,6 +228,9 @@ def cmd_explain(args):
     if args.record not in set(ds.ids):
         raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
     payload = explain_record(trained, ds, args.record, args.task)
+    from .panels import explain_faithfulness
+    payload["faithfulness"] = explain_faithfulness(trained, trained.prep.transform(ds), ds.ids.index(args.record),
+                                                   list(payload["tasks"]))
     lines = [f"record {args.record}"]
     for task, v in payload["tasks"].items():
         steps = ", ".join(f"{s} {p:.3f}" for s, p in zip(payload["steps"], v["prob"]))
@@ -235,6 +238,8 @@ def cmd_explain(args):
         if task in payload.get("shapley", {}):
             lines.append("  Shapley: " + ", ".join(f"{m} {x:+.3f}" for m, x in payload["shapley"][task].items()))
         lines += [f"  {i}. {sentence}" for i, sentence in enumerate(payload.get("narrative", {}).get(task, []))]
+        trust = payload["faithfulness"][task]
+        lines.append(f"  How much to trust this: {trust['sentence'] or trust['reason']}")
     _emit(args, payload, "\n".join(lines))
 
 

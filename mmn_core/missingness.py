@@ -23,6 +23,9 @@ from .data import Dataset, class_values, label_str
 from .spec import MnarRule, SpecError
 
 Predicate = Callable[[pd.DataFrame], "np.ndarray | pd.Series"]
+# The one vocabulary for a presence pattern (which modalities a record has), used by the engine, the pages and
+# the report (mmn_core.explain.browse.pattern_label fills in the display names).
+PATTERN_NAMES = {"all": "Everything measured", "none": "Nothing measured", "missing": "Missing: {modalities}"}
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
         "!=": operator.ne}
 

@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from app import figures as F
 from app import resources as R
 from app import state as S
+from app import uploads as U
 from app.common import label_md, md
 from mmn_core import SpecError
 
@@ -197,7 +198,8 @@ def test_the_url_carries_the_view_and_reopens_it_exactly(engine):
 def test_every_explorer_tab_renders(explorer, engine):
     at = explorer
     # Why: the focus outcome's bars; the other outcomes' once their expander is opened
-    expected = {"Why": 1, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1, "Data": 0}
+    expected = {"Why": 2, "What to measure next": 1, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1,
+                "Data": 0}
     n_steps = len(engine[0].spec.tasks)
     for tab, n in expected.items():
         at.session_state[S.EX_TABS] = tab
@@ -216,7 +218,7 @@ def test_every_explorer_tab_renders(explorer, engine):
     at.session_state[S.EX_WHY_MORE] = True
     at.run()
     ok(at)
-    assert len(at.get("plotly_chart")) == 2 * n_steps
+    assert len(at.get("plotly_chart")) == 2 * n_steps + 1          # + the trust element's curve
     at.session_state[S.EX_WHY_MORE] = False
     at.run()
 
@@ -369,7 +371,7 @@ def test_user_text_is_escaped_for_markdown():
 
 
 def test_bad_upload_shows_one_line_error_and_a_hostile_column_name_is_text(tmp_path, monkeypatch):
-    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path)
     at = new_app()
     at.switch_page("views/model.py").run()
     at.radio(key=S.MD_SOURCE).set_value("Use your own data").run()
@@ -425,7 +427,7 @@ def test_missing_shipped_checkpoint_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_mnar_lab_runs_a_tiny_experiment_and_caches_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path)
     at = new_app()
     at.switch_page("views/mnar_lab.py").run()
     ok(at)
@@ -516,7 +518,7 @@ def test_cache_is_private_and_never_trusts_what_it_reads(tmp_path, monkeypatch):
     """Uploads and MNAR results live in a 0700 per-user folder; a planted or edited result is ignored and a
     planted symlink is never written through."""
     import stat as st_
-    monkeypatch.setattr(R, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path / "cache")
     config = {"dataset": "support2", "modality": "blood_gas", "rates": [0.0, 0.6]}
     result = {"results": [{"rate": 0.0, "model": "multimodn", "test": "clean", "auroc": 0.8}], "config": {}}
     R.mnar_store(config, result)
@@ -544,4 +546,4 @@ def test_cache_is_private_and_never_trusts_what_it_reads(tmp_path, monkeypatch):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "cache" / "uploads").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(SpecError, match="is a link"):
-        R.private_dir(tmp_path / "cache" / "uploads" / "x")
+        U.private_dir(tmp_path / "cache" / "uploads" / "x")
