@@ -17,15 +17,22 @@ import plotly.graph_objects as go
 
 from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
 
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442"]
-TOL_EXTRA = ["#882255", "#999933", "#332288", "#44AA99", "#AA4499", "#661100", "#117733"]
+# Okabe–Ito's hues at lightnesses that reach WCAG AA's 3:1 for graphics on white (its orange, sky blue and yellow
+# were 2.3, 2.3 and 1.3:1): orange → ochre, sky blue → steel blue, blue → navy (to stay apart from steel blue),
+# yellow → lavender (no yellow reaches 3:1). Chosen so that the first ten colours stay apart (CIELAB ΔE ≥ 8) under
+# simulated deuteranopia, protanopia and tritanopia too; tests/test_accessibility.py measures both.
+OKABE_ITO = ["#7F5700", "#2F6380", "#009E73", "#D55E00", "#CA78A5", "#003F62", "#8C6BB1"]
+TOL_EXTRA = ["#882255", "#999933", "#332288", "#3B9484", "#AA4499", "#661100", "#117733"]
 PALETTE = OKABE_ITO + TOL_EXTRA
 PRIOR_COLOR = "#7F7F7F"
 NONE_COLOR = "#B0B0B0"                           # a step without data (not measured)
 LINE_COLOR = "#404040"
 MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
 MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
-OUTCOME_COLORS = ["#C8C8C8", "#404040"]          # cohort map, binary: negative light, positive dark
+# cohort map, binary: negative mid grey, positive black, drawn at OUTCOME_OPACITY: as blended on white, each
+# is ≥ 3:1 against the background and against the other (the old pair, #C8C8C8 / #404040 at 0.55, looked alike)
+OUTCOME_COLORS = ["#767676", "#000000"]
+OUTCOME_OPACITY = 0.8
 CLASS_SCALE = "Cividis"                          # multiclass / regression colouring (colour-blind safe)
 STATE_SCALE = "PuOr"                             # diverging, colour-blind safe
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
@@ -368,7 +375,8 @@ def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type:
             sel = known & (cohort_values == c)
             name = cls[c] if c < len(cls) else str(c)
             fig.add_trace(go.Scattergl(x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
-                                       marker=dict(size=4, color=palette[c], opacity=0.55),
+                                       marker=dict(size=4, color=palette[c],
+                                                   opacity=OUTCOME_OPACITY if n_cls == 2 else 0.55),
                                        name=f"actual: {esc(name)}", hoverinfo="skip"))
     sk = np.asarray(skipped, dtype=bool)
     mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
@@ -705,7 +713,7 @@ def present_step_chart(step_labels: Sequence[str], steps: Sequence[str], values:
     scale = 100.0 if percent else 1.0
     rows = list(range(upto + 1))
     xs = [scale * float(v) for v in values[:upto + 1]]
-    mcol = [PRIOR_COLOR] + [NONE_COLOR if status[j] != "ran" else colors.get(steps[j], PRIOR_COLOR)
+    mcol = [PRIOR_COLOR] + [STATUS_COLOR if status[j] != "ran" else colors.get(steps[j], PRIOR_COLOR)
                             for j in range(1, k + 1)]
     sym = ["circle" if s in ("prior", "ran") else "circle-x-open" for s in status]
     ticks = []
@@ -776,16 +784,19 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
         for c in range(n_cls):
             sel = known & (vals == c)
             traces.append(dict(type="scattergl", x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
-                               marker=dict(size=6, color=palette[c], opacity=0.45), hoverinfo="skip",
+                               marker=dict(size=6, color=palette[c], opacity=OUTCOME_OPACITY if n_cls == 2
+                                           else 0.45), hoverinfo="skip",
                                name=f"actual: {esc(cls[c] if c < len(cls) else c)}"))
     mcol = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
     ran = [j for j in range(upto + 1) if status[j] in ("prior", "ran")]
+    traces.append(dict(type="scatter", x=path[ran, 0], y=path[ran, 1], mode="lines", hoverinfo="skip",
+                       line=dict(color="#FFFFFF", width=8), name="(halo)", showlegend=False))
     traces.append(dict(type="scatter", x=path[ran, 0], y=path[ran, 1], mode="lines+markers",
                        line=dict(color="#000000", width=3), name="this record so far",
-                       marker=dict(size=15, color=[mcol[j] for j in ran], line=dict(width=2, color="#000000")),
+                       marker=dict(size=15, color=[mcol[j] for j in ran], line=dict(width=2, color="#FFFFFF")),
                        hoverinfo="skip", showlegend=False))
     traces.append(dict(type="scatter", x=[path[upto, 0]], y=[path[upto, 1]], mode="markers",
-                       name="this record now", marker=dict(size=34, color="rgba(0,0,0,0)",
+                       name="this record now", marker=dict(size=34, color="rgba(255,255,255,0.35)",
                                                            line=dict(width=4, color="#000000")),
                        hoverinfo="skip", showlegend=True))
     # Zoomed on the whole path (all steps, so the view does not jump while stepping): one record's states move

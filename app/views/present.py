@@ -19,6 +19,7 @@ from app import figures as F
 from app import resources as R
 from app import state as S
 from app.common import actual_text, class_names, md, require_bundle, task_label, value_text
+from mmn_core.explain import browse as B
 from mmn_core.explain.choosing import CHOICE_LABELS, rank_records
 from mmn_core.explain.story import NOT_MEASURED, RAN, Story, build_story
 
@@ -36,13 +37,6 @@ table = R.cohort_table(ref)
 
 
 # --- cached engine results (plain values in; typed results out) ----------------------------------------------
-@st.cache_resource(show_spinner="Indexing similar training records…")
-def _donors(ref: R.Ref):
-    from mmn_core.acquire import Donors, training_pool
-    bb = R.get_bundle(ref)
-    return Donors(bb.trained, bb.data, training_pool(bb.trained, bb.ds))
-
-
 @st.cache_data(show_spinner="Reading the model's held-out record…", max_entries=16)
 def _reliability(ref: R.Ref, task: str):
     from mmn_core.calibration import held_out_reliability
@@ -61,7 +55,7 @@ def _story(ref: R.Ref, rid: str, task: str) -> Story:
     view = R.record_view(ref, rid, use, tuple(names))
     path = R.state_map(ref).transform(view.states)
     faith = record_faithfulness(bb.trained, bb.data, row, task)
-    acq = estimate(bb.trained, bb.data, row, _donors(ref)) if len(use) < len(names) else None
+    acq = estimate(bb.trained, bb.data, row, R.donors(ref)) if len(use) < len(names) else None
     td = tasks[task]
     final = np.asarray(view.value[task][-1])
     cl = td.class_display(classes[task][int(final.argmax())]) if td.type == "multiclass" else ""
@@ -92,14 +86,14 @@ with st.sidebar:
                    help="Typical: correctly predicted, with the most common data measured. Most surprising: the "
                         "largest error. Borderline: closest to a coin toss. Most data missing: fewest kinds of "
                         "data measured.")
-    order = rank_records(R.task_values(td, table), table[f"{task}__label"].to_numpy(), td.type,
+    order = rank_records(B.task_values(td, table), table[f"{task}__label"].to_numpy(), td.type,
                          table["pattern"], how, table[f"{task}__surprise"].to_numpy())
     ranked = table.iloc[order]
     options = ranked["id"].tolist()
     if ss.get(S.PR_RECORD) not in options:
         ss[S.PR_RECORD] = options[0]
     labels = {r: f"{r} · {value_text(td, v, classes.get(task))} · actual: {actual_text(td, y, classes.get(task))}"
-              for r, v, y in zip(options, R.task_values(td, ranked), ranked[f"{task}__label"])}
+              for r, v, y in zip(options, B.task_values(td, ranked), ranked[f"{task}__label"])}
     rid = st.selectbox("Record", options, key=S.PR_RECORD, format_func=lambda r: labels.get(r, r),
                        on_change=lambda: ss.update({S.PR_STEP: 0, S.PR_PLAYING: False}),
                        help="Each entry: record id · the model's final prediction · what actually happened.")
@@ -122,7 +116,7 @@ st.html("""<style>
 .st-key-pr_slide [data-testid="stColumn"] p, .st-key-pr_slide li {font-size: 1.15rem; line-height: 1.35;}
 [data-testid="stMainBlockContainer"] {padding-top: 2.5rem;}
 </style>""")
-what = f"{task_label(spec, task)}" + (f" — '{story.class_label}'" if story.class_label else "")
+what = f"{task_label(spec, task)}" + (f" · probability of “{story.class_label}”" if story.class_label else "")
 st.markdown(f"#### Record {md(rid)} · {md(what)}")
 
 
@@ -211,15 +205,21 @@ def stage() -> None:
             smap = R.state_map(ref)
             at = {r: j for j, r in enumerate(smap.ids)}
             cloud = smap.cloud[-1][[at[r] for r in table["id"]]]
-            fig = F.present_state_map(cloud, table[f"{task}__label"].to_numpy(), outcome_type=td.type,
-                                      classes=class_names(td, classes.get(task)), path_xy=story.path_xy,
+            lab, kinds = table[f"{task}__label"].to_numpy(), class_names(td, classes.get(task))
+            if story.class_index is not None:      # one class followed: the cohort as that class or not
+                lab = np.where(np.isnan(lab), np.nan, (lab == story.class_index).astype(float))
+                kinds = ["another outcome", story.class_label]
+            fig = F.present_state_map(cloud, lab, outcome_type="binary" if story.class_index is not None
+                                      else td.type, classes=kinds, path_xy=story.path_xy,
                                       upto=upto, steps=story.steps, status=story.status, colors=colors,
                                       units=td.units, height=F.present_step_chart_height(len(story.steps), has_truth))
             st.plotly_chart(fig, key="pr_map", config=CHART_CONFIG)
             moved = sum(1 for s in story.status[1:upto + 1] if s == RAN)
             skipped = sum(1 for s in story.status[1:upto + 1] if s == NOT_MEASURED)
             key_ = (f"dark dots are records that had {md(td.display.lower())}, light dots did not"
-                    if td.type == "binary" else "dots are coloured by their actual outcome")
+                    if td.type == "binary" else f"dark dots are records whose actual outcome was "
+                    f"“{md(story.class_label)}”, light dots had another" if story.class_index is not None
+                    else "dots are coloured by their actual outcome")
             st.caption(f"Map in words — the ring is this record's state (the model's memory) after "
                        f"{moved} kind{'s' if moved != 1 else ''} of data"
                        + (f" ({skipped} not measured, skipped)" if skipped else "")

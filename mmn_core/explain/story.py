@@ -72,11 +72,13 @@ class Summary:
 class Story:
     """K steps. values: (K+1,) the task's scalar after each step; status: (K+1,) PRIOR / RAN / NOT_MEASURED /
     SWITCHED_OFF; path_xy: (K+1, 2) the state after each step on the cohort map (None without a map);
-    truth: binary / multiclass the actual class index, regression the actual value (NaN unknown)."""
+    truth: binary / multiclass the actual class index, regression the actual value (NaN unknown);
+    class_index / class_label: the multiclass class followed (None otherwise)."""
     record: str
     task: str
     task_label: str
     task_type: str
+    class_index: int | None
     class_label: str | None
     units: str
     steps: list[str]
@@ -267,5 +269,5 @@ def build_story(view: RecordView, spec, task: str, record: str = "", class_index
     summary = Summary(movers, mattered, final, _trust(faithfulness, labels),
                       _missing(view, task, labels, acquisition, kind, units, noun),
                       None if how_sure is None else how_sure.sentence)
-    return Story(record, task, tspec.display, kind, class_label, units, steps, step_labels, raw.copy(), status,
+    return Story(record, task, tspec.display, kind, cls, class_label, units, steps, step_labels, raw.copy(), status,
                  truth, truth_text, None if path_xy is None else np.asarray(path_xy, dtype=float), slides, summary)
