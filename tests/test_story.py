@@ -96,7 +96,8 @@ def test_trust_sentence_is_computed_from_the_deletion_curves():
                                np.array([0.92, 0.80, 0.72, 0.30]), ["c"], "engine sentence")
     st = build_story(view(), SPEC, "death", faithfulness=faith)
     # three present: the top two against two at random, |0.92 − 0.32| / |0.92 − 0.72| = 3.0
-    assert "(Chemistry and Alpha) moves the prediction 3.0 times as much as taking away two at random" \
+    assert "pushed most toward this answer (Chemistry and Alpha) moves the prediction 3.0 times as much as " \
+           "taking away two at random" \
         in st.summary.trust
     assert "the ranking holds up" in st.summary.trust
     assert "Caution: Chemistry was almost never missing" in st.summary.trust
@@ -104,8 +105,8 @@ def test_trust_sentence_is_computed_from_the_deletion_curves():
     # |0.92 − 0.50| / |0.92 − 0.80| = 3.5
     two = RecordFaithfulness("r1", "death", "shapley", ["c", "a"], np.array([0.92, 0.50, 0.30]),
                              np.array([0.92, 0.80, 0.30]), [], "")
-    assert "the kind of data ranked highest (Chemistry) moves the prediction 3.5 times as much as taking away " \
-           "one at random" in build_story(view(), SPEC, "death", faithfulness=two).summary.trust
+    assert "the kind of data that pushed most toward this answer (Chemistry) moves the prediction 3.5 times as " \
+           "much as taking away one at random" in build_story(view(), SPEC, "death", faithfulness=two).summary.trust
     weak = RecordFaithfulness("r1", "death", "shapley", ["c", "a"], np.array([0.92, 0.80, 0.30]),
                               np.array([0.92, 0.84, 0.30]), [], "")
     assert "treat the ranking with caution" in build_story(view(), SPEC, "death", faithfulness=weak).summary.trust

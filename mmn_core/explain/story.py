@@ -165,7 +165,9 @@ def _trust(faith, labels: dict) -> str | None:
     ours = abs(float(faith.deletion[0] - faith.deletion[k]))
     theirs = abs(float(faith.random[0] - faith.random[k]))
     top = _join([labels.get(m, m) for m in faith.removed[:k]])
-    what = "the kind of data ranked highest" if k == 1 else "the two kinds of data ranked highest"
+    # the deletion order is the method's importance toward the record's answer, not |Shapley|: say so
+    what = ("the kind of data that pushed most toward this answer" if k == 1 else
+            "the two kinds of data that pushed most toward this answer")
     if theirs < 1e-12:
         s = f"Check: taking away {what} ({top}) moves the prediction; taking away as many at random does not."
     else:
@@ -192,12 +194,14 @@ def _missing(view: RecordView, task: str, labels: dict, acq, kind: str, units: s
         if m in est:
             te = est[m].tasks[task]
             k = len(est[m].neighbours)
+            answer = "the most likely outcome" if kind == "multiclass" else "the side of 50%"
             flip = "" if not np.isfinite(te.flip_probability) else \
-                f"; the predicted answer would change for {percent(te.flip_probability)} of them"
+                f"; it never changed {answer}" if te.flip_probability == 0 else \
+                f"; it changed {answer} for {percent(te.flip_probability)} of them"
             size = points(te.expected_abs_change).lstrip("+") if kind != "regression" else \
                 with_units(te.expected_abs_change, units)
-            sentence = (f"{lab}: not measured. In {k} similar training records that had it, measuring it moved "
-                        f"{noun} by {size} on average{flip}.")
+            sentence = (f"{lab}: not measured. In {k} similar training records that had it, it moved {noun} by "
+                        f"{size} on average{flip}.")
             out.append(Missing(m, lab, float(te.expected_abs_change), float(te.flip_probability), sentence))
         else:
             why = "no similar training record had it, so there is no estimate" if acq is not None else \
