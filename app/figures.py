@@ -7,7 +7,6 @@ renderer understands a few HTML tags (links included): escaped text is shown lit
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 from typing import Sequence
@@ -15,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .escape import plotly as _plotly_text
 from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
 
 # Okabe–Ito's hues at lightnesses that reach WCAG AA's 3:1 for graphics on white (its orange, sky blue and yellow
@@ -46,7 +46,7 @@ SKIPPED_BY_YOU = "skipped by you"
 # --- text helpers ------------------------------------------------------------------------------------------
 def esc(text) -> str:
     """Text for plotly: '<' and '&' are shown literally instead of being read as markup."""
-    return html.escape(str(text), quote=False)
+    return _plotly_text(text)
 
 
 def wrap(text, width: int = 12) -> str:
@@ -101,11 +101,11 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -
 
 # --- Explorer: the step chart ----------------------------------------------------------------------------------
 def _value_text(task_type: str, v: float, units: str) -> str:
-    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, units)
+    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, esc(units))
 
 
 def _change_text(task_type: str, d: float, units: str) -> str:
-    return points(d) if task_type in ("binary", "multiclass") else signed(d, units)
+    return points(d) if task_type in ("binary", "multiclass") else signed(d, esc(units))
 
 
 def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndarray, skipped: Sequence[bool], *,
@@ -283,7 +283,7 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
             hovers.append(f"<b>{name}</b><br>{reason}, no contribution")
             ticktext.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}")
         else:
-            texts.append(points(v) if percent else signed(v, units))
+            texts.append(points(v) if percent else signed(v, esc(units)))
             hovers.append(f"<b>{name}</b><br>{texts[-1]}")
             ticktext.append(name)
     ylab = [esc(l) for l in labels]

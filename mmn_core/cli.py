@@ -58,6 +58,8 @@ def _add_source(p):
 MAX_SEED = 2**32 - 1     # scikit-learn's random_state range
 MAX_EPOCHS = 10_000      # an upper bound on training time; early stopping usually ends far sooner
 MAX_FOLDS = 1_000
+MAX_RECORDS = 10_000_000  # faithfulness / acquire samples; the cohort itself is capped far lower
+MAX_K = 100_000          # acquire neighbours (a pool smaller than k uses all its donors)
 
 
 def _int_in(lo: int, hi: int):
@@ -116,9 +118,9 @@ def cmd_describe(args):
         tasks.append(entry)
     payload = {"name": ds.spec.name, "title": ds.spec.title, "rows": len(ds), "modalities": mods, "tasks": tasks}
     text = (f"{ds.spec.title or ds.spec.name}: {len(ds)} records\n\n"
-            + _table([[m["name"], m["kind"], len(m["columns"]), f"{m['present_fraction']:.1%}"] for m in mods],
+            + _table([[m["label"], m["kind"], len(m["columns"]), f"{m['present_fraction']:.1%}"] for m in mods],
                      ["modality", "kind", "columns", "present"]) + "\n\n"
-            + _table([[t["name"], t["type"], t["labelled"], ", ".join(t["classes"] or [])] for t in tasks],
+            + _table([[t["label"], t["type"], t["labelled"], ", ".join(t["classes"] or [])] for t in tasks],
                      ["task", "type", "labelled", "classes"]))
     _emit(args, payload, text)
 
@@ -224,7 +226,7 @@ def cmd_explain(args):
     from .explain import explain_record
     trained, ds, _ = _checkpoint_and_data(args)
     if args.task is not None:
-        trained.spec.task(args.task)   # raises a clear SpecError for an unknown task
+        args.task = trained.spec.task(args.task).name   # by key or shown name; unknown: one clear SpecError
     if args.record not in set(ds.ids):
         raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
     payload = explain_record(trained, ds, args.record, args.task)
@@ -248,12 +250,7 @@ def cmd_faithfulness(args):
     trained, ds, _ = _checkpoint_and_data(args)
     if trained.kind != "multimodn":
         raise BadInput("faithfulness needs a MultiModN checkpoint (P-Fusion has no modality steps to skip)")
-    tasks = [t.name for t in trained.model.tasks]
-    task = args.task or tasks[0]
-    if task not in tasks:
-        raise BadInput(f"unknown task '{task}' (model has: {', '.join(tasks)})")
-    if args.records < 1:
-        raise BadInput("--records must be at least 1")
+    task = trained.spec.task(args.task).name if args.task else trained.model.tasks[0].name
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
@@ -267,12 +264,8 @@ def cmd_acquire(args):
     if trained.kind != "multimodn":
         raise BadInput("acquire needs a MultiModN checkpoint (P-Fusion has no sequential state)")
     if args.task is not None:
-        trained.spec.task(args.task)   # raises a clear SpecError for an unknown task
-    if args.k < 1:
-        raise BadInput("--k must be at least 1")
+        args.task = trained.spec.task(args.task).name   # by key or shown name; unknown: one clear SpecError
     if args.evaluate:
-        if args.records < 1:
-            raise BadInput("--records must be at least 1")
         ev = evaluate_acquisition(trained, ds, records=args.records, seed=args.seed, k=args.k, task=args.task)
         payload = {"records": ev.records, "task": ev.task, "pairs": ev.pairs, "spearman": ev.spearman,
                    "top1_hit_rate": ev.top1_hit_rate, "baseline_top1_hit_rate": ev.baseline_top1_hit_rate,
@@ -294,8 +287,9 @@ def cmd_acquire(args):
 def cmd_mnar(args):
     from .experiments import run_mnar
     ds = _dataset(args)
-    ds.spec.modality(args.modality)
+    args.modality = ds.spec.modality(args.modality).name   # by key or shown name (`liver panel`)
     task = ds.spec.task(args.task)
+    args.task = task.name
     if task.type != "binary":
         raise BadInput(f"task '{args.task}' is {task.type}; the MNAR protocol needs a binary task")
     rates = _rates(args.rates) if isinstance(args.rates, str) else args.rates
@@ -360,16 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     f = command("faithfulness", cmd_faithfulness, "How far to trust modality explanations: deletion, insertion, "
                 "randomization, agreement.", source=False, checkpoint=True)
     f.add_argument("--task", help="task (default: the first)")
-    f.add_argument("--records", type=int, default=500)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=500)
+    f.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
     q = command("acquire", cmd_acquire, "What to measure next: expected effect of each missing modality.",
                 source=False, checkpoint=True)
     q.add_argument("--record", help="record id")
     q.add_argument("--task", help="one task (default: all; --evaluate: the first)")
-    q.add_argument("--k", type=int, default=50, help="training neighbours whose values stand in")
+    q.add_argument("--k", type=_int_in(1, MAX_K), default=50, help="training neighbours whose values stand in")
     q.add_argument("--evaluate", action="store_true", help="validate on held-out records instead")
-    q.add_argument("--records", type=int, default=1000, help="--evaluate: held-out records to use")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=1000,
+                   help="--evaluate: held-out records to use")
+    q.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
     m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
