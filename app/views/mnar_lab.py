@@ -12,6 +12,7 @@ import streamlit as st
 from mmn_core import SpecError
 from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
 from mmn_core.train import MITIGATIONS as TRAIN_MITIGATIONS
+from mmn_core.verdicts import mnar_robustness
 
 from app import figures as F
 from app import resources as R
@@ -163,21 +164,11 @@ def summary() -> str:
              + (" — worse than guessing" if b < 0.5 else "") for k, (a, b, _) in drops.items()]
     first = (f"When {mlabel} is missing for {100 * top:.0f}% of the training records with the outcome and the "
              f"pattern is reversed at test time, " + " and ".join(parts) + ".")
-    if len(drops) < 2:
+    verdict = mnar_robustness(result, top)        # the evidence report's verdict function, paired by fold
+    if verdict is None:
         return first
-    (a1, b1, s1), (a2, b2, s2) = drops["multimodn"], drops["pfusion"]
-    d1, d2 = a1 - b1, a2 - b2
-    tol = max(0.01, s1 + s2)
-    if abs(d1 - d2) <= tol:
-        second = ("Here MultiModN is **not** clearly more robust than P-Fusion: both lose about the same "
-                  f"(difference {abs(d1 - d2):.2f}, within the fold-to-fold variation).")
-    elif d1 < d2:
-        second = f"Here MultiModN is more robust: it loses {d2 - d1:.2f} AUROC less than P-Fusion."
-    else:
-        second = (f"Here MultiModN is **not** more robust: it loses {d1 - d2:.2f} AUROC more than P-Fusion, "
-                  "so skipping missing data did not protect it from learning that missingness predicts the "
-                  "outcome.")
-    return f"{first} {second}"
+    return (f"{first} On the reversed test: {verdict.text} "
+            f"(interval over {verdict.n} fold(s), corrected for overlapping training sets).")
 
 
 st.info(f"**What you are seeing.** {summary()}", icon=":material/visibility:")
