@@ -143,9 +143,10 @@ def inject_latent(ds: Dataset, modality: str, latent, rate: float, rows=None, se
 
 
 def random_removal(ds: Dataset, modality: str, count: int, rows=None, seed: int = 0) -> Dataset:
-    """The control split: `modality` removed from `count` records of `rows` chosen uniformly at random, whatever
-    their label (those already lacking it stay as they are)."""
+    """The control split: `modality` removed from `count` records of `rows` that have it, chosen uniformly at
+    random whatever their label (so exactly `count` records lose it, as many as a label-driven split)."""
     rows = _rows(ds, rows)
+    rows = rows[ds.presence()[modality].to_numpy()[rows]]
     count = min(max(int(count), 0), len(rows))
     chosen = np.sort(np.random.default_rng(seed).permutation(rows)[:count])
     return remove_modality(ds, modality, chosen)

@@ -128,3 +128,22 @@ def mnar_robustness(result: dict, rate: float | None = None, margin: float | Non
         return None
     ratio = result.get("config", {}).get("test_train_ratio")
     return robustness([a[k] for k in keys], [b[k] for k in keys], ratio, margin)
+
+
+def factor_summary(effects: dict[str, Verdict], quantity: str = "reversed AUROC") -> str:
+    """One sentence on which factors, changed alone from a baseline configuration, move `quantity`:
+    `effects` maps a factor's name to its verdict (changed − baseline, paired by fold)."""
+    if not effects:
+        return f"No factor was measured for {quantity}."
+    groups = {k: [n for n, v in effects.items() if v.kind == k] for k in KINDS}
+    parts = []
+    if groups["lower"]:
+        parts.append(f"lowers {quantity}: " + ", ".join(groups["lower"]))
+    if groups["higher"]:
+        parts.append(f"raises {quantity}: " + ", ".join(groups["higher"]))
+    flat = groups["equivalent"] + groups["no-difference"]
+    if flat:
+        parts.append("no detectable change: " + ", ".join(flat))
+    if groups["undetermined"]:
+        parts.append("undetermined (too few folds): " + ", ".join(groups["undetermined"]))
+    return "Changed alone from the baseline, " + "; ".join(parts)

@@ -82,3 +82,14 @@ def test_mnar_robustness_pairs_the_reversed_folds():
     assert v.kind == "higher" and v.difference == pytest.approx(iv.mean) and v.high == pytest.approx(iv.high)
     assert mnar_robustness(_result([0.70], [0.50])).kind == "undetermined"
     assert mnar_robustness({"rates": [0.8], "per_fold": []}) is None
+
+
+def test_factor_summary_groups_factors_by_their_verdict():
+    from mmn_core.verdicts import factor_summary
+    lower = robustness(A, A + 0.1 + RNG.normal(0, 0.01, 15), 0.25)
+    flat = robustness(A, A, 0.25)
+    one = robustness([0.5], [0.6], 0.25)
+    s = factor_summary({"per-record skip": lower, "batch 64": flat, "batch 1": one})
+    assert s == ("Changed alone from the baseline, lowers reversed AUROC: per-record skip; no detectable change: "
+                 "batch 64; undetermined (too few folds): batch 1")
+    assert factor_summary({}) == "No factor was measured for reversed AUROC."

@@ -42,8 +42,10 @@ HELP = {
             "on it.",
     "rates": "How many of the training records with the outcome lose the data (0% = no shortcut to learn). The "
              "reversed test set removes the data from the same share of records *without* the outcome.",
-    "rule": "'Random' follows the paper: data removed at random among records with the outcome. A rule from the "
-            "dataset removes it where a clinical condition does not hold, as a hospital might.",
+    "rule": "'Random' follows the paper: data removed at random among records with the outcome (missing not at "
+            "random: it depends on the outcome). A rule from the dataset removes it where a clinical condition on "
+            "an observed value does not hold, as a hospital might: that is missing *at random* (MAR), because the "
+            "model sees the value the rule reads.",
     "position": "Where the affected data sits in MultiModN's encoding order. Early and late positions can "
                 "behave differently, because later steps can learn to correct earlier ones.",
     "semantics": "Per record: each record skips only its own missing data (correct). The paper's code: a step "
@@ -75,7 +77,7 @@ if ss.get(S.MN_RULE) not in rule_opts:
     ss[S.MN_RULE] = "random"
 rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, persist_state="session", help=HELP["rule"],
                     format_func=lambda r: "Random among records with the outcome (the paper)" if r == "random"
-                    else f"Rule: {rules[r].description or r}")
+                    else f"Rule on an observed value (MAR): {rules[r].description or r}")
 pos_names = {"spec": "As in the dataset", "first": "First", "middle": "Middle", "last": "Last"}
 position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION, persist_state="session",
                         format_func=pos_names.get, help=HELP["position"])
@@ -174,8 +176,8 @@ def summary() -> str:
 st.info(f"**What you are seeing.** {summary()}", icon=":material/visibility:")
 st.caption("Solid lines: test set where data is missing in the same way as in training. Dashed: the pattern is "
            "reversed (the data is missing for people *without* the outcome). Dotted: each model trained without "
-           "missingness, scored on the reversed set — the best it could do. Error bars: ± one standard deviation "
-           "over folds.")
+           "added missingness, scored on the reversed set — a reference, not a ceiling: it still learns the "
+           "data's own missingness pattern. Error bars: ± one standard deviation over folds.")
 with st.expander("All numbers"):
     import pandas as pd
     st.dataframe(pd.DataFrame([{"Rate": f"{100 * r['rate']:.0f}%", "Model": R.MODEL_NAMES[r["model"]],
