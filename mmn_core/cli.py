@@ -307,6 +307,13 @@ def cmd_mnar(args):
         if not rules:
             raise BadInput(f"the spec has no mnar_rules entry for modality '{args.modality}'")
         rule = rules[0]
+    latent = None
+    if args.latent:
+        if getattr(args, "dataset", None) != "synthetic" or args.rule:
+            raise BadInput("--latent needs --dataset synthetic (the only cohort whose hidden severity is known), "
+                           "without --rule")
+        from .synthetic import latent_severity
+        latent = latent_severity(len(ds))
     bar = _progress_bar(1, "MNAR experiment")
 
     def progress(p):
@@ -317,7 +324,8 @@ def cmd_mnar(args):
 
     result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
                       seed=args.seed, position=args.position, mitigation=args.mitigation,
-                      semantics=args.semantics, rule=rule, progress=progress)
+                      semantics=args.semantics, rule=rule, latent=latent, references=args.references,
+                      progress=progress)
     bar.close()
     rows = [[r["rate"], r["model"], r["test"], r["auroc"], r.get("auroc_std", math.nan)] for r in result["results"]]
     _emit(args, result, _table(rows, ["rate", "model", "test", "AUROC", "sd"]))
@@ -365,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=1000,
                    help="--evaluate: held-out records to use")
     q.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
-    m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
+    m = command("mnar", cmd_mnar, "Missingness-shift experiment: clean vs reversed (and random-control) test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
     m.add_argument("--rates", type=_rates, default="0,0.2,0.4,0.6,0.8", help="comma-separated, each in [0, 1]")
@@ -374,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mitigation", default="none",
                    choices=["none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order"])
     m.add_argument("--semantics", choices=["per-record", "paper"], default="per-record")
-    m.add_argument("--rule", action="store_true", help="rule-based MNAR from the spec's mnar_rules")
+    m.add_argument("--rule", action="store_true",
+                   help="rule-based missingness from the spec's mnar_rules (MAR: the rule reads an observed column)")
+    m.add_argument("--latent", action="store_true",
+                   help="synthetic only: M removed by the hidden severity (MNAR by an unobserved variable)")
+    m.add_argument("--references", action="store_true",
+                   help="also train the reversed-distribution reference and the without-M floor")
     for c in (t, c, m):
         c.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), default=40 if c is t else 30)
         c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
