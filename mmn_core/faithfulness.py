@@ -17,6 +17,7 @@ import torch
 from scipy.stats import rankdata
 
 from . import explain as E
+from . import run
 from .checkpoint import Trained
 from .data import Dataset, TensorData
 from .model import probabilities
@@ -60,11 +61,11 @@ def _forward(trained, data, rec: np.ndarray, codes: np.ndarray, task, cls, sign)
     e = len(players)
     keys, inv = np.unique((np.asarray(rec, np.int64) << e) | np.asarray(codes, np.int64), return_inverse=True)
     out = np.empty(len(keys))
-    with E._eval(model), torch.no_grad():
-        for idx in E._chunks(len(keys), ROWS):
+    with run.eval_mode(model), torch.no_grad():
+        for idx in run.batches(len(keys), ROWS):
             r = torch.as_tensor(keys[idx.numpy()] >> e)
             c = torch.as_tensor(keys[idx.numpy()] & ((1 << e) - 1))
-            x, p, lengths = E._rows(data, r, data.present)
+            x, p, lengths = run.inputs(data, r)
             for j, m in enumerate(players):
                 p[m] = p[m] & ((c >> j) & 1).bool()
             lg = model(x, p, lengths).logits[task][-1]
@@ -79,7 +80,7 @@ def _context(trained: Trained, data: TensorData, task: str) -> _Ctx:
     n, e = len(data), len(players)
     has = np.stack([data.present[m].numpy() for m in players], 1)
     codes = (has * (1 << np.arange(e))).sum(1).astype(np.int64)
-    out = E._run_all(trained, data, data.present, None, 4096, keep_states=False).logits[task]
+    out = run.forward(trained.model, data, 4096, keep_states=False).logits[task]
     v = probabilities(tdef.type, out.double()).numpy()
     if tdef.type == "multiclass":
         cls = v[-1].argmax(-1)
@@ -128,7 +129,7 @@ def _ig(ctx: _Ctx, n_steps: int) -> np.ndarray:
 
     inputs = tuple(data.x[m].float() for m in names)
     extra = tuple(pres) + tuple(data.lengths[m] for m in seq) + (sgn, cls)
-    with E._eval(model), E._one_blas_thread():
+    with run.eval_mode(model), E._one_blas_thread():
         attr = IntegratedGradients(forward).attribute(inputs, baselines=tuple(torch.zeros_like(t) for t in inputs),
                                                       additional_forward_args=extra, n_steps=n_steps,
                                                       internal_batch_size=ROWS)
