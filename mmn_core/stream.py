@@ -30,12 +30,11 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import torch
 
-from .data import (MAX_CATEGORIES, MAX_SEQ_LEN, MIN_SPLIT_ROWS, Dataset, Preprocessor, TensorData, _is_numeric,
-                   _labels, _not_finite, class_values)
+from .data import (HUGE, MAX_CATEGORIES, MAX_SEQ_LEN, MIN_SPLIT_ROWS, Dataset, Preprocessor, TensorData,
+                   _is_numeric, _labels, class_values)
 from .model import ModelConfig, ModelOutput
 from .spec import DatasetSpec, SpecError, load_spec
-from .train import (History, Progress, TrainConfig, balance_presence, evaluate_loss, modality_dropout, predict,
-                    train_epoch)
+from .train import History, Progress, TrainConfig, epoch_presence, evaluate_loss, predict, train_epoch
 
 CHUNK_ROWS = 50_000      # records per chunk: ~10 MB of model input for 6 modalities; a GRU step adds T x F
 
@@ -186,10 +185,11 @@ def fit_preprocessor(source: ParquetSource, groups, chunk_rows: int = CHUNK_ROWS
             for c in m.columns:
                 s = table[c]
                 if _is_numeric(s):
-                    if _not_finite(s):
-                        raise SpecError(f"{source.path}: column '{c}' has infinite or huge values: clear or rescale "
-                                        f"them")
-                    moments.setdefault((m.name, c), _Moments()).add(s.to_numpy(dtype=float, na_value=np.nan))
+                    v = s.to_numpy(dtype=float, na_value=np.nan)
+                    if (np.abs(v) > HUGE).any():       # inf too; NaN compares False
+                        raise SpecError(f"{source.path}: column '{c}' has infinite or huge values (|x| > "
+                                        f"{HUGE:.0e}): clear or rescale them")
+                    moments.setdefault((m.name, c), _Moments()).add(v)
                 else:
                     seen = cats.setdefault((m.name, c), set())
                     seen.update(s.dropna().astype(str).unique().tolist())
@@ -249,11 +249,7 @@ def fit_stream(model, source: ParquetSource, prep: Preprocessor, train_groups, v
             order = [order[i] for i in torch.randperm(len(order), generator=gen).tolist()]
         total, count, cancelled = 0.0, 0, False
         for data in source.tensors(prep, order, chunk_rows):
-            present = data.present
-            if config.balance_modalities:
-                present = balance_presence(present, data.y[config.balance_task], config.balance_modalities, gen)
-            if config.modality_dropout > 0:
-                present = modality_dropout(present, config.modality_dropout, gen)
+            present = epoch_presence(data, config, gen)
             s, n, cancelled = train_epoch(model, data, present, opt, config, gen, should_stop)
             total, count = total + s, count + n
             if cancelled:
