@@ -19,7 +19,7 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import mmn_core.data as data_mod
+import mmn_core.validate as validate_mod
 from mmn_core import ModelConfig, Preprocessor, SpecError, load_data
 from mmn_core.checkpoint import build_model
 
@@ -318,7 +318,7 @@ def _load(case: Case, folder: Path):
         with open(target, "a", encoding="utf-8") as f:
             f.write("\n" * (data_path.stat().st_size - target.stat().st_size + 2))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data_mod, "MAX_FILE_BYTES", target.stat().st_size - 1)
+        mp.setattr(validate_mod, "MAX_FILE_BYTES", target.stat().st_size - 1)
         return load_data(data_path, spec_path)
 
 
