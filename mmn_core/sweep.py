@@ -19,6 +19,7 @@ import multiprocessing
 import torch
 
 from .data import Dataset, TensorData
+from .threads import use_threads
 from .train import History, TrainConfig, fit
 
 
@@ -32,7 +33,8 @@ class Job:
 
 
 def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+    os.environ["MMN_THREADS"] = str(threads)     # threads.py is the one place that sets torch's thread count
+    use_threads()
 
 
 def _run(model, train, val, config) -> tuple[dict, History]:
