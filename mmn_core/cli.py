@@ -138,9 +138,13 @@ def cmd_train(args):
     from .train import train_model
     check_save_target(Path(args.out).absolute())     # refuse before an hour of training, not after
     from .data import MIN_SPLIT_ROWS
-    ds = _dataset(args)
+    if args.chunk_rows is not None and not args.stream:
+        raise BadInput("--chunk-rows needs --stream")
+    if args.stream and (args.dataset or not (args.data and args.spec)):
+        raise BadInput("--stream needs --data FILE.parquet with --spec SPEC (not --dataset)")
+    ds = None if args.stream else _dataset(args)
     config = _train_config(args)
-    if len(ds) < MIN_SPLIT_ROWS:
+    if ds is not None and len(ds) < MIN_SPLIT_ROWS:
         raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -151,7 +155,12 @@ def cmd_train(args):
         bar.update(1)
         bar.set_postfix(loss=f"{row.get('val_loss', row['train_loss']):.4f}")
 
-    trained = train_model(ds, args.model, config=config, progress=progress)
+    if args.stream:
+        from .stream import CHUNK_ROWS, train_stream
+        trained = train_stream(args.data, args.spec, args.model, config=config,
+                               chunk_rows=args.chunk_rows or CHUNK_ROWS, progress=progress)
+    else:
+        trained = train_model(ds, args.model, config=config, progress=progress)
     bar.close()
     try:
         out = save(trained, args.out)
@@ -351,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = command("train", cmd_train, "Train a model and save a checkpoint.")
     t.add_argument("--model", choices=["multimodn", "pfusion"], default="multimodn")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
+    t.add_argument("--stream", action="store_true",
+                   help="stream a Parquet --data in row-group chunks (cohorts larger than memory)")
+    t.add_argument("--chunk-rows", type=_int_in(1, 10**9), help="--stream: records per chunk (default 50,000)")
     command("evaluate", cmd_evaluate, "Per-step x per-task metrics of a checkpoint.", source=False,
             checkpoint=True)
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")
