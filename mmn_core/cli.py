@@ -241,8 +241,6 @@ def cmd_explain(args):
 def cmd_faithfulness(args):
     from .faithfulness import cohort_faithfulness
     trained, ds, _ = _checkpoint_and_data(args)
-    if trained.kind != "multimodn":
-        raise BadInput("faithfulness needs a MultiModN checkpoint (P-Fusion has no modality steps to skip)")
     tasks = [t.name for t in trained.model.tasks]
     task = args.task or tasks[0]
     if task not in tasks:
@@ -252,8 +250,9 @@ def cmd_faithfulness(args):
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
-    _emit(args, payload, f"{task}: {payload['records']} records\n\n"
-          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
+    na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
+    _emit(args, payload, f"{task}: {payload['records']} records ({payload['model_kind']})\n\n"
+          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]) + na)
 
 
 def cmd_acquire(args):
