@@ -248,6 +248,9 @@ def cmd_faithfulness(args):
     if args.records < 1:
         raise BadInput("--records must be at least 1")
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
+    if args.values:
+        from .value_attribution import value_vs_presence
+        payload["value_vs_presence"] = value_vs_presence(trained, ds, task, args.records, args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
     na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
@@ -356,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--task", help="task (default: the first)")
     f.add_argument("--records", type=int, default=500)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--values", action="store_true", help="add presence vs value: value-only (training-mean) "
+                   "Shapley beside the skip Shapley, per modality")
     q = command("acquire", cmd_acquire, "What to measure next: expected effect of each missing modality.",
                 source=False, checkpoint=True)
     q.add_argument("--record", help="record id")

@@ -253,6 +253,10 @@ def test_cli_pfusion(tmp_path, capsys):
     trained = train_model(ds, "pfusion", ModelConfig(state_size=8, hidden=16, dropout=0.0),
                           TrainConfig(epochs=1, seed=0), rows=rows)
     ck = save(trained, tmp_path / "synthetic-pf")
-    assert main(["faithfulness", "--checkpoint", str(ck), "--task", "outcome", "--records", "10", "--json"]) == 0
+    assert main(["faithfulness", "--checkpoint", str(ck), "--task", "outcome", "--records", "10", "--json",
+                 "--values"]) == 0
     js = json.loads(capsys.readouterr().out)
+    vp = js["value_vs_presence"]
+    assert vp["records"] == 10 and set(vp["modalities"]) == set(trained.model.modality_names)
+    assert vp["modalities"]["notes"]["ood_skip"] and {"skip_credit", "value_credit"} <= set(vp["modalities"]["notes"])
     assert js["model_kind"] == "pfusion" and "step_delta" not in js["methods"] and "step_delta" in js["not_applicable"]
