@@ -257,14 +257,16 @@ def cmd_explain(args):
 def cmd_faithfulness(args):
     from .faithfulness import cohort_faithfulness
     trained, ds, _ = _checkpoint_and_data(args)
-    if trained.kind != "multimodn":
-        raise BadInput("faithfulness needs a MultiModN checkpoint (P-Fusion has no modality steps to skip)")
     task = trained.spec.task(args.task).name if args.task else trained.model.tasks[0].name
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
+    if args.values:
+        from .value_attribution import value_vs_presence
+        payload["value_vs_presence"] = value_vs_presence(trained, ds, task, args.records, args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
-    _emit(args, payload, f"{task}: {payload['records']} records\n\n"
-          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
+    na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
+    _emit(args, payload, f"{task}: {payload['records']} records ({payload['model_kind']})\n\n"
+          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]) + na)
 
 
 def cmd_acquire(args):
@@ -376,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--task", help="task (default: the first)")
     f.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=500)
     f.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
+    f.add_argument("--values", action="store_true", help="add presence vs value: value-only (training-mean) "
+                   "Shapley beside the skip Shapley, per modality")
     q = command("acquire", cmd_acquire, "What to measure next: expected effect of each missing modality.",
                 source=False, checkpoint=True)
     q.add_argument("--record", help="record id")
