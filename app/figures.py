@@ -596,7 +596,7 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
     p = len(d) - 1
     if len(r) != p + 1 or len(removed) != p or len(removed_labels) != p:
         raise ValueError(f"curves of {len(d)} and {len(r)} points do not match {len(removed)} removals")
-    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, esc(units)))
     hover = ["<b>All its data</b><br>" + val(d[0])] + [
         f"<b>Without the top {j}</b> (removed last: {esc(removed_labels[j - 1])})<br>in this order: {val(d[j])}"
         f"<br>in a random order (mean): {val(r[j])}" for j in range(1, p + 1)]
@@ -631,7 +631,7 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if len(outcomes) != len(names) or len(labels) != len(names):
         raise ValueError(f"{len(outcomes)} outcome sets for {len(names)} modalities")
     ylab = [esc(l) for l in labels]
-    val = (lambda v: pct(v)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    val = (lambda v: _value_text(task_type, v, units))
     traces = []
     for n, y, o in zip(names, ylab, outcomes):
         o = np.asarray(o, dtype=float)

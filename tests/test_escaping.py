@@ -181,7 +181,9 @@ def hostile_bundle(tmp_path_factory):
 
 def test_html_report_escapes_every_user_string(hostile_bundle):
     from app import report
+    from mmn_core import acquire as AQ
     from mmn_core import explain as X
+    from mmn_core import panels as P
     b, mask = hostile_bundle
     names = b.spec.modality_names
     rid = b.ds.ids[1]
@@ -192,7 +194,11 @@ def test_html_report_escapes_every_user_string(hostile_bundle):
     g = {"bundle": b, "rid": rid, "use": use, "order": tuple(names), "focus": b.spec.tasks[0].name, "view": view,
          "measured": measured, "trace": report.trace_frame(b, view, measured),
          "shapley": report.shapley_frame(b, view, measured, use), "attributions": pd.DataFrame(),
-         "frame_row": b.ds.frame.iloc[row], "method": "ig"}
+         "frame_row": b.ds.frame.iloc[row], "method": "ig",
+         # the trust element and What-to-measure-next carry modality names too
+         "trust": P.record_trust(b.trained, b.data, row, b.spec.tasks[0].name, use=use),
+         "measure": P.measure_next(b.trained, b.data, row, AQ.Donors(b.trained, b.data,
+                                                                     AQ.training_pool(b.trained, b.ds)), use=use)}
     page = report.render_html(g)
     scripts = re.findall(r"<script[^>]*>(.*?)</script>", page, re.S)
     library = [x for x in scripts if "plotly.js v" in x]
@@ -211,7 +217,10 @@ def test_html_report_escapes_every_user_string(hostile_bundle):
     low = outside.lower()
     assert "href=\"javascript" not in low and "href='javascript" not in low
     axis = f"Prediction ({E.plotly(UNITS)})"
-    assert sum(axis in x for x in figures) == len(b.spec.tasks), axis   # units in every step chart's axis title
+    # units in every step chart's axis title, and in the trust element's chart when it is drawn
+    from app import components as C
+    expected = len(b.spec.tasks) + int(C.trust_figure(b.spec, g["trust"]) is not None)
+    assert sum(axis in x for x in figures) == expected, axis
     assert "evil.example'>" not in page
     csv_text = report.to_csv(g["trace"]).decode("utf-8")
     assert "\n=HYPERLINK" not in csv_text and not csv_text.startswith("=")
