@@ -231,9 +231,12 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
 # --- whole-dataset helpers (used by the CLI, the dashboard and the benchmarks) -----------------------------
 def train_model(ds, kind: str = "multimodn", model_config=None, config: TrainConfig = TrainConfig(),
                 rows: tuple | None = None, progress: Progress | None = None,
-                should_stop: Callable[[], bool] | None = None):
+                should_stop: Callable[[], bool] | None = None, comm=None):
     """Split (or take `rows` = (train, val, test) positions), fit preprocessing on train only, train, and score
-    the test split. Returns a checkpoint.Trained whose `metrics` is the test metric matrix."""
+    the test split. Returns a checkpoint.Trained whose `metrics` is the test metric matrix.
+
+    comm: a `distributed.Comm` (under torchrun): every rank runs this with the same data; training is
+    data-parallel and `info["distributed"]` records the job and whether all ranks ended on identical weights."""
     from .checkpoint import Trained, build_model
     from .data import Preprocessor, split
     from .metrics import metric_matrix
@@ -243,11 +246,17 @@ def train_model(ds, kind: str = "multimodn", model_config=None, config: TrainCon
     torch.manual_seed(config.seed)
     model = build_model(kind, ds.spec, prep, model_config or ModelConfig())
     data = prep.transform(ds)
-    history = fit(model, data.subset(tr), data.subset(va), config, progress, should_stop)
+    history = fit(model, data.subset(tr), data.subset(va), config, progress, should_stop, comm=comm)
+    model.cpu()
     test = data.subset(te)
     out = predict(model, test, semantics=config.semantics)
     matrix = metric_matrix(out, test.y, model.tasks, prep.target_stats)
     info = {"train_config": config.to_json(), "dataset": ds.spec.name,
             "rows": {"train": len(tr), "validation": len(va), "test": len(te)},
             "test_ids": [data.ids[i] for i in te]}
+    if comm is not None:
+        from .distributed import gradient_bytes
+        info["distributed"] = {"world_size": comm.world, "backend": comm.backend,
+                               "weights_identical_across_ranks": comm.same_weights(model),
+                               "gradient_bytes_per_step": gradient_bytes(model)}
     return Trained(model, ds.spec, prep, history, matrix, info)
