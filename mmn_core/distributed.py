@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .data import TensorData
-
 
 @dataclass(frozen=True)
 class Comm:
@@ -56,14 +54,9 @@ class Comm:
         s, n = self.sum(total, count)
         return s / max(n, 1.0)
 
-    def val_loss(self, model, val: TensorData, semantics: str) -> float:
-        """Validation loss of this rank's rows val[rank::world], record-weighted and all-reduced: the same number
-        on every rank, so every rank stops at the same epoch."""
-        from .train import evaluate_loss
-        rows = torch.arange(self.rank, len(val), self.world)
-        if len(rows) == 0:
-            return self.mean(0.0, 0.0)
-        return self.mean(evaluate_loss(model, val.subset(rows), semantics=semantics) * len(rows), len(rows))
+    def rows(self, n: int) -> torch.Tensor:
+        """This rank's share rank, rank + world, ... of n rows (validation is split across ranks)."""
+        return torch.arange(self.rank, n, self.world)
 
     def barrier(self) -> None:
         dist.barrier()

@@ -178,6 +178,14 @@ def optimizer(model, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
+def _shared_val_loss(model, val: TensorData, semantics: Semantics, comm) -> float:
+    """Data-parallel validation: each rank scores its rows, the record-weighted mean is all-reduced, so every
+    rank sees the same number and takes the same early-stopping decision."""
+    rows = comm.rows(len(val))
+    loss = evaluate_loss(model, val.subset(rows), semantics=semantics) if len(rows) else 0.0
+    return comm.mean(loss * len(rows), len(rows))
+
+
 def fit(model, train: TensorData, val: TensorData | None = None, config: TrainConfig = TrainConfig(),
         progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
         device: str | torch.device | None = None, comm=None) -> History:
@@ -210,7 +218,7 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
         row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - t0}
         if val_d is not None:
             row["val_loss"] = (evaluate_loss(model, val_d, semantics=config.semantics) if comm is None
-                               else comm.val_loss(model, val_d, config.semantics))
+                               else _shared_val_loss(model, val_d, config.semantics, comm))
         history.append(row)
         if progress is not None:
             progress({**row, "epochs": config.epochs})
