@@ -149,8 +149,8 @@ def _why(r: dict, two: dict) -> str:
     if r["speedup_2_vs_1"] > 1:
         return ("Why two processes came out faster here: the machine was oversubscribed (see the load average), and "
                 "the scheduler shares CPU time between processes, so two processes took a larger share of the two "
-                "cores than one did. That is a property of the busy machine, not parallel efficiency; on an idle "
-                "2-core machine expect little or no gain. " + common)
+                "cores than one did. That is a property of the busy machine, not parallel efficiency, and this run does "
+                "not measure what an idle machine would show. " + common)
     return ("Why two processes are not faster here: on 2 shared cores each process gets at most one core while "
             "the machine also runs other jobs. " + common + " Data parallelism pays off with more cores or GPUs per "
             "process and larger batches per process; on this machine it is a correctness demonstration.")
