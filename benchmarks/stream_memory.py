@@ -170,6 +170,12 @@ def write_md(results: dict) -> None:
                      f"{r['load_average_before']} → {r['load_average_after']} |")
     lines += ["", "Wall time includes process start, the statistics pass, validation and test prediction; the "
               "machine has 2 cores shared with other work (load above)."]
+    for n, r in sorted(results.get("incomplete", {}).items(), key=lambda kv: int(kv[0])):
+        lines += ["", f"**{int(n):,} records: not completed.** {r['note']} Peak RSS (VmHWM) while it ran: "
+                  f"{r['vmhwm_gb']:.2f} GB, flat over {r['sampled_minutes']} sampled minutes; killed after "
+                  f"{r['wall_minutes']} min wall, {r['cpu_seconds']} CPU-s, load {r['load']}."]
+    if "code" in results:
+        lines += ["", f"Code: {results['code']}."]
     MD.write_text("\n".join(lines) + "\n")
 
 

@@ -6,7 +6,9 @@ a vectorized ensemble (`torch.func.vmap` over stacked models) here because resul
 an ensemble would need every model's dropout masks, batch order, early stopping and Adam step count replayed
 per model, and packed GRU sequences do not vmap (benchmarks/sweep_speed.md has the measured alternatives).
 
-Workers are spawned (never forked: the dashboard is multi-threaded) and run one torch thread each unless told.
+Workers come from a fork server (never forked from the caller: the dashboard is multi-threaded): the server imports
+the engine once per process, so a pool starts in milliseconds instead of one torch import per worker (seconds, and
+tens of seconds on a loaded machine). Each worker runs one torch thread unless told.
 """
 from __future__ import annotations
 
@@ -69,7 +71,8 @@ def train_many(jobs: Sequence[Job], workers: int | None = None, threads: int | N
             if progress is not None:
                 progress({"done": i + 1, "total": len(jobs), "job": i})
         return histories
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["mmn_core.sweep"])    # the server imports torch once; workers fork from it
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
         pending = {pool.submit(_run, j.model, j.train, j.val, j.config): i for i, j in enumerate(jobs)}
         done = 0
