@@ -1,19 +1,23 @@
 """The evidence benchmark: the paper's claims measured on the bundled data, written to benchmarks/RESULTS.md.
 
-    python benchmarks/evidence.py            # full run (~1 h on 2 CPU cores), resumable
+    python benchmarks/evidence.py --seeds 5  # seeded experiments for seeds 0..4 (resumable, one file per seed)
     python benchmarks/evidence.py --quick    # a smoke-sized run (< 5 min) -> benchmarks/results/evidence_quick.md
     python benchmarks/evidence.py --render   # re-render the markdown from the stored JSON only
+    python benchmarks/evidence.py --legacy   # also the single-seed experiments of the first run (kept as stored)
 
-Every experiment writes one JSON file (benchmarks/results/evidence_<id>.json, or evidence_quick_<id>.json);
-a rerun skips the files that exist (delete one, or pass --force, to recompute it). Seeded throughout; torch
-runs on one thread so that numbers do not depend on the machine's load. Early stopping always uses a
-validation split carved from the training part; test folds are never looked at before the final scoring.
+Every experiment writes one JSON file per seed (benchmarks/results/evidence_<id>_s<seed>.json; the legacy
+single-seed ones evidence_<id>.json) holding its per-fold values; a rerun skips the files that exist (delete
+one, or pass --force, to recompute it). Seeds change the folds, the initialisation and every random choice;
+intervals over k folds × r seeds are Nadeau–Bengio corrected (mmn_core.stats). Torch runs on one thread.
+Early stopping always uses a validation split carved from the training part; test folds are never looked at
+before the final scoring.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +32,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from mmn_core import ModelConfig, TrainConfig, load_dataset  # noqa: E402
+from mmn_core.fmt import json_safe  # noqa: E402
 from mmn_core.experiments import cross_validate, fold_rows, run_mnar  # noqa: E402
 from mmn_core.metrics import final_metrics  # noqa: E402
 from mmn_core.train import predict, train_model  # noqa: E402
@@ -42,14 +47,22 @@ MITIGATIONS = ("presence-balance", "presence-balance-all", "modality-dropout", "
 
 
 class Plan:
-    """Sizes of the run: the full evidence or a quick smoke run."""
+    """Sizes of the run: the full evidence or a quick smoke run; `seeds` for the seeded experiments."""
 
-    def __init__(self, quick: bool):
-        self.quick = quick
+    def __init__(self, quick: bool, seeds: int = 1, legacy: bool = False):
+        self.quick, self.legacy = quick, legacy
+        self.args = (quick, seeds, legacy)
+        self.seeds = tuple(range(max(1, seeds)))
         self.prefix = "evidence_quick_" if quick else "evidence_"
         self.epochs = 8 if quick else 30
         self.cv_folds = 2 if quick else 5
-        self.mnar_folds = 1 if quick else 3
+        self.mnar_folds = 1 if quick else 3            # legacy single-seed MNAR runs
+        self.seeded_mnar_folds = 2 if quick else 5
+        self.seeded_rates = (0.0, 0.8)
+        self.official_folds = 2 if quick else 3
+        self.official_epochs = 4 if quick else 12
+        self.official_n = 600 if quick else 1200
+        self.official_sets = ("synthetic",) if quick else ("synthetic", "support2")
         self.rates = (0.0, 0.8) if quick else (0.0, 0.2, 0.4, 0.6, 0.8)
         self.paper_rates = (0.0, 0.8) if quick else (0.0, 0.4, 0.8)   # batch 16 is ~10x slower per epoch
         self.rule_rates = (0.0, 1.0) if quick else (0.0, 0.5, 1.0)
@@ -63,8 +76,8 @@ class Plan:
         self.extra_modalities = (0, 8) if quick else (0, 4, 8, 16, 32)
         self.task_counts = (3,) if quick else (1, 3, 6, 12)
 
-    def train_config(self, **kw) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, seed=0, **kw)
+    def train_config(self, seed: int = 0, **kw) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, seed=seed, **kw)
 
 
 _CACHE: dict = {}
@@ -81,15 +94,17 @@ def one_task(ds, task: str):
 
 
 # --- experiments: each returns a JSON-able dict -----------------------------------------------------------
-def exp_parity(plan: Plan, name: str, tick) -> dict:
+def exp_parity(plan: Plan, name: str, tick, seed: int = 0) -> dict:
     ds = dataset(name)
-    res = cross_validate(ds, KINDS, plan.cv_folds, plan.train_config(), progress=lambda p: tick(1))
+    res = cross_validate(ds, KINDS, plan.cv_folds, plan.train_config(seed), progress=lambda p: tick(1))
     paired = {}
     for t in ds.spec.tasks:
         a, b = (res["per_fold"][k] for k in KINDS)
         paired[t.name] = {m: _mean_sd([x[t.name][m] - y[t.name][m] for x, y in zip(a, b)]) for m in a[0][t.name]}
-    return {"dataset": name, "folds": plan.cv_folds, "epochs": plan.epochs, "tasks": res["tasks"],
-            "per_fold": res["per_fold"], "paired": paired}
+    rows = list(fold_rows(ds, plan.cv_folds, seed))
+    ratio = float(np.mean([len(te) / len(tr) for tr, _, te in rows]))
+    return {"dataset": name, "folds": plan.cv_folds, "epochs": plan.epochs, "seed": seed, "tasks": res["tasks"],
+            "per_fold": res["per_fold"], "paired": paired, "test_train_ratio": ratio}
 
 
 def exp_multitask(plan: Plan, name: str, tick) -> dict:
@@ -132,6 +147,66 @@ def exp_mnar(plan: Plan, name: str, setting: dict, tick) -> dict:
     res["config"]["setting"] = {k: (v if isinstance(v, (str, int, float, bool, tuple, list)) else str(v))
                                 for k, v in setting.items()}
     return res
+
+
+# references trained once where they differ: the reversed-trained model (no mitigation) and the without-M
+# floor of `base` serve `presence-balance` too (same folds, same M); `latent` shares base's floor
+SEEDED_MNAR = {
+    "base": {"position": "middle", "references": True},
+    "presence-balance": {"position": "middle", "mitigation": "presence-balance", "references": False},
+    "latent": {"position": "middle", "latent": True, "references": ("reversed-trained",)},
+    "rule": {"rule": True, "references": True},               # MAR: the rule reads an observed column
+}
+SEEDED_UNITS = {"base": 8, "presence-balance": 4, "latent": 6, "rule": 8}   # trainings per fold
+
+
+def seeded_mnar_settings(name: str) -> list[str]:
+    return [s for s in SEEDED_MNAR if s != "latent" or name == "synthetic"]
+
+
+def exp_mnar_seeded(plan: Plan, name: str, sid: str, seed: int, tick) -> dict:
+    """One seed of a seeded MNAR setting: 5 folds, with the valid references (reversed-trained model, random
+    control split, without-M floor, AUROC by M's presence, Brier / ECE)."""
+    from mmn_core.synthetic import latent_severity
+    ds = dataset(name)
+    modality, task = MNAR_SETUP[name]
+    kw = dict(SEEDED_MNAR[sid])
+    if kw.pop("latent", False):
+        kw["latent"] = latent_severity(len(ds), 0)             # dataset("synthetic") is n=3000, seed=0
+    if kw.pop("rule", False):
+        rule_name, task = RULE_SETUP[name]
+        rule = next(r for r in ds.spec.mnar_rules if r.name == rule_name)
+        kw["rule"], modality = rule, rule.modality
+    last = [0]
+
+    def progress(p):
+        if p["done"] > last[0]:
+            tick(p["done"] - last[0])
+            last[0] = p["done"]
+
+    res = run_mnar(ds, modality, task, rates=plan.seeded_rates if sid != "rule" else (0.0, 1.0),
+                   folds=plan.seeded_mnar_folds, epochs=plan.epochs, seed=seed, progress=progress, **kw)
+    res["config"]["setting"] = sid
+    return res
+
+
+def exp_official(plan: Plan, name: str, seed: int, tick) -> dict:
+    """One factor at a time from the official configuration, on gap-free labelled-only data."""
+    from mmn_core.official import factor_study, gap_free
+    from mmn_core.synthetic import make_synthetic
+    modality, task = MNAR_SETUP[name]
+    if name == "synthetic":
+        ds = make_synthetic(plan.official_n, seed=0, gaps=False)
+    else:
+        ds = gap_free(dataset(name), task)
+    ds = one_task(ds, task)
+    rows = list(fold_rows(ds, plan.official_folds, seed))
+    out = factor_study(ds, modality, task, rows, seed=seed, rate=0.8, epochs=plan.official_epochs,
+                       progress=lambda r: tick(1))
+    return {"dataset": name, "modality": modality, "task": task, "records": len(ds), "seed": seed,
+            "folds": plan.official_folds, "epochs": plan.official_epochs, "rate": 0.8, "rows": out,
+            "test_train_ratio": float(np.mean([len(te) / len(tr) for tr, _, te in rows])),
+            "data": "synthetic, gaps=False" if name == "synthetic" else "complete cases with a label"}
 
 
 def exp_without(plan: Plan, name: str, tick) -> dict:
@@ -297,10 +372,24 @@ def mnar_settings(plan: Plan, name: str) -> list[tuple[str, dict, int]]:
 
 
 def build_plan(plan: Plan) -> list[tuple[str, int, callable]]:
-    """(experiment id, trainings, run(tick) -> dict) in running order: cheap and central results first."""
+    """(experiment id, trainings, run(tick) -> dict) in running order: seed by seed (so that a run cut short
+    still has whole seeds), cheap and central results first; the legacy single-seed jobs last."""
     jobs = []
-    for name in plan.parity_sets:
-        jobs.append((f"parity_{name}", plan.cv_folds * 2, lambda tick, n=name: exp_parity(plan, n, tick)))
+    for seed in plan.seeds:
+        for name in plan.parity_sets:
+            jobs.append((f"parity_{name}_s{seed}", plan.cv_folds * 2,
+                         lambda tick, n=name, s=seed: exp_parity(plan, n, tick, s)))
+        for sid in SEEDED_MNAR:                    # setting-major: every dataset's base first
+            for name in [n for n in plan.mnar_sets if sid in seeded_mnar_settings(n)]:
+                units = plan.seeded_mnar_folds * SEEDED_UNITS[sid]
+                jobs.append((f"mnar_{name}_{sid}_s{seed}", units,
+                             lambda tick, n=name, i=sid, s=seed: exp_mnar_seeded(plan, n, i, s, tick)))
+    for seed in plan.seeds:
+        for name in plan.official_sets:
+            jobs.append((f"official_{name}_s{seed}", plan.official_folds * 15,
+                         lambda tick, n=name, s=seed: exp_official(plan, n, s, tick)))
+    if not plan.legacy:
+        return jobs
     for name in plan.mnar_sets:
         for sid, kw, units in mnar_settings(plan, name):
             jobs.append((f"mnar_{name}_{sid}", units, lambda tick, n=name, k=kw: exp_mnar(plan, n, k, tick)))
@@ -319,6 +408,9 @@ def build_plan(plan: Plan) -> list[tuple[str, int, callable]]:
     return jobs
 
 
+LEGACY_PARITY = ("parity_synthetic", "parity_support2", "parity_star", "parity_weather")
+
+
 def _mean_sd(values) -> dict:
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
     if len(v) == 0:
@@ -326,25 +418,26 @@ def _mean_sd(values) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
 
 
-def _execute(quick: bool, jid: str, tick) -> float:
+def _execute(plan_args: tuple, jid: str, tick) -> float:
     """Run one experiment and store its JSON atomically (an interrupted run never leaves half a file)."""
     torch.set_num_threads(1)
-    plan = Plan(quick)
+    plan = Plan(*plan_args)
     fn = {j[0]: j[2] for j in build_plan(plan)}[jid]
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, load0 = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     result = fn(tick)
+    result["load_1m"] = {"start": load0, "end": os.getloadavg()[0]}
     result["experiment"] = jid
     result["seconds"] = time.perf_counter() - start
     result["cpu_seconds"] = time.process_time() - cpu
     path = RESULTS / f"{plan.prefix}{jid}.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
+    tmp.write_text(json.dumps(json_safe(result), indent=1, default=_json_default))
     tmp.replace(path)
     return result["seconds"]
 
 
-def _worker(quick: bool, jid: str, queue) -> tuple[str, float]:
-    return jid, _execute(quick, jid, queue.put)
+def _worker(plan_args: tuple, jid: str, queue) -> tuple[str, float]:
+    return jid, _execute(plan_args, jid, queue.put)
 
 
 def run(plan: Plan, force: bool = False, only: list[str] | None = None, jobs: int = 1) -> None:
@@ -360,7 +453,7 @@ def run(plan: Plan, force: bool = False, only: list[str] | None = None, jobs: in
         for jid, units, _ in todo:
             bar.set_description(jid[:40])
             before = bar.n
-            secs = _execute(plan.quick, jid, lambda k: bar.update(k))
+            secs = _execute(plan.args, jid, lambda k: bar.update(k))
             bar.update(max(0, units - (bar.n - before)))
             tqdm.write(f"{jid}: {secs:.0f} s", file=sys.stdout)
     else:
@@ -369,7 +462,7 @@ def run(plan: Plan, force: bool = False, only: list[str] | None = None, jobs: in
         ctx = mp.get_context("spawn")                       # torch and fork do not mix
         with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             queue = manager.Queue()
-            pending = {pool.submit(_worker, plan.quick, jid, queue) for jid, _, _ in todo}
+            pending = {pool.submit(_worker, plan.args, jid, queue) for jid, _, _ in todo}
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 while not queue.empty():
@@ -396,11 +489,18 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="comma-separated experiment id prefixes (e.g. parity,mnar_support2)")
     p.add_argument("--render", action="store_true", help="only render the markdown from stored JSON")
     p.add_argument("--jobs", type=int, default=1, help="experiments run in parallel processes (one thread each)")
+    p.add_argument("--seeds", type=int, default=1, help="seeded experiments for seeds 0..N-1 (default 1)")
+    p.add_argument("--legacy", action="store_true", help="also the single-seed experiments of the first run")
+    p.add_argument("--no-render", action="store_true", help="store the JSON only (render later with --render)")
     args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error("--seeds must be at least 1")
     torch.set_num_threads(1)
-    plan = Plan(args.quick)
+    plan = Plan(args.quick, args.seeds, args.legacy)
     if not args.render:
         run(plan, args.force, args.only.split(",") if args.only else None, args.jobs)
+    if args.no_render:
+        return 0
     from evidence_report import render                         # JSON -> markdown + PNG
     out = render(plan, RESULTS, [j[0] for j in build_plan(plan)])
     print(f"wrote {out}")
