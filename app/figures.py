@@ -581,8 +581,8 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
                 colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
                 method_label: str = "Exact Shapley order", height: int = 260) -> go.Figure:
     """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
-    order (solid; each dot in the removed modality's colour, its name in the hover and, for the first two,
-    beside the dot) against the mean over random orders (dashed).
+    order (solid; each dot in the removed modality's colour, as in the Why bars, its name in the hover)
+    against the mean over random orders (dashed).
     deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
     d, r = _shown(task_type, deletion), _shown(task_type, random)
     p = len(d) - 1
@@ -600,16 +600,11 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
              line=dict(color=LINE_COLOR, width=2.5),
              marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
                          line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
-    # the first two removals named on the chart (the ones the sentence talks about); the rest in the hover
-    notes = [dict(x=j, y=float(d[j]), xref="x", yref="y", text=f"−{esc(removed_labels[j - 1])}", showarrow=False,
-                  xanchor="left", xshift=8, yshift=-10 if j == 1 else 10, font=dict(size=11, color=LINE_COLOR))
-             for j in range(1, min(2, p) + 1)]
     yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
     return _fig(traces, esc(title) if title else None, height,
                 dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
-                     title=dict(text="Kinds of data removed (most important first)", standoff=4),
-                     range=[-0.4, p + 0.4]),
-                yaxis, annotations=notes, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
+                     title=dict(text="Kinds of data removed", standoff=4), range=[-0.4, p + 0.4]),
+                yaxis, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
 
 

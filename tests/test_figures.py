@@ -402,10 +402,8 @@ def test_trust_curve_draws_the_deletion_curve_against_random_in_percent():
     # each removal's dot in that modality's colour, the start grey
     assert list(solid.marker.color) == [F.PRIOR_COLOR, COLORS["vitals"], COLORS["imaging"], COLORS["demo"]]
     assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.title.text == "Predicted risk (%)"
-    # the first two removals named beside their dots, escaped (user text)
-    notes = [a.text for a in fig.layout.annotations]
-    assert notes == [f"−{LABELS[1]}", f"−{F.esc(LABELS[3])}"] and "<img" not in json.dumps(notes)
-    assert "<img" not in pio.to_json(fig)
+    # the removed modality named in the hover, escaped (user text)
+    assert F.esc(LABELS[3]) in solid.hovertext[2] and "<img" not in pio.to_json(fig)
 
 
 def test_trust_curve_regression_in_units_and_rejects_mismatch():

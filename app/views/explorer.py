@@ -190,7 +190,7 @@ def record_body() -> None:
 
     with tabs[0]:
         if tabs[0].open is not False:
-            C.why_panel(b, view, focus, measured, use)
+            C.why_panel(b, view, focus, measured, use, order)
 
     with tabs[1]:
         if tabs[1].open:
