@@ -639,9 +639,20 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if threshold is not None and task_type == "binary":
         shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
                            line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
+    # zoomed on the outcomes (a spread of a few points is the message; 0-100 % would flatten it), the threshold
+    # kept in view when it is near them
+    shown = np.concatenate([_shown(task_type, o) for o in outcomes] + [[cur]] +
+                           ([_shown(task_type, actual)] if actual is not None else []))
+    shown = shown[np.isfinite(shown)]
+    lo, hi = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
+    pct_axis = task_type in ("binary", "multiclass")
+    if threshold is not None and task_type == "binary" and lo - 15 <= 100 * threshold <= hi + 15:
+        lo, hi = min(lo, 100 * threshold), max(hi, 100 * threshold)
+    pad = max(0.12 * (hi - lo), 2.0 if pct_axis else 0.05 * max(abs(hi), 1.0))
+    rng = [max(lo - pad, -2.0), min(hi + pad, 102.0)] if pct_axis else [lo - pad, hi + pad]
+    xaxis = {**_value_axis(task_type, units, "Prediction after measuring it"), "range": rng}
     left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
-    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names),
-                _value_axis(task_type, units, "Prediction after measuring it"),
+    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names), xaxis,
                 dict(autorange="reversed", automargin=False, type="category"), shapes=shapes, annotations=notes,
                 margin=dict(l=left, r=20, t=(46 if title else 26), b=50), showlegend=actual is not None,
                 legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))

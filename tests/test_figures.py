@@ -429,6 +429,8 @@ def test_outcome_spread_one_box_per_candidate_with_every_outcome():
     assert lines[0].x0 == pytest.approx(45.0)                      # the prediction now, solid
     assert lines[1].x0 == pytest.approx(50.0) and lines[1].line.dash == "dot"    # the 50% threshold
     assert fig.layout.annotations[0].text == "now 45%"
+    lo, hi = fig.layout.xaxis.range                              # zoomed on the outcomes, all of them in view
+    assert lo <= 20 and hi >= 70 and hi - lo < 80
     # hindsight: the real value as a star per row
     fig = F.outcome_spread(["labs"], [LABELS[2]], outs[:1], 0.45, COLORS, task_type="binary", actual=[0.62])
     star = _by_name(fig, "its real value")[0]
