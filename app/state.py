@@ -74,6 +74,14 @@ MD_SAVE = "md_save"                 # button
 MD_DOWNLOAD = "md_download"         # download_button: checkpoint as .zip
 MD_METRIC = "md_metric"             # selectbox: metric of the model card's heatmap
 
+# Presentation mode (/present): one record, one task, step by step
+PR_RECORD = "pr_record"             # selectbox (sidebar): the record presented
+PR_TASK = "pr_task"                 # selectbox (sidebar): the outcome presented
+PR_CHOICE = "pr_choice"             # radio (sidebar): how the record list is ordered (typical first, ...)
+PR_PREV = "pr_prev"                 # button: previous step (shortcut: Left)
+PR_NEXT = "pr_next"                 # button: next step (shortcut: Right)
+PR_PLAY = "pr_play"                 # button: play / pause (shortcut: P)
+
 # Export
 RP_HTML = "rp_html"                 # download_button: HTML report
 RP_TRACE_CSV = "rp_trace_csv"       # download_button
@@ -102,6 +110,8 @@ ELEMENT_KEYS = {
     "md_presence_chart": "Model: present fractions", "md_task_table": "Model: tasks",
     "md_modality_table": "Model: modalities", "md_matrix_chart": "Model card: metric matrix",
     "md_compare_table": "Model card: MultiModN vs P-Fusion", "md_history_chart": "Model card: history",
+    "pr_chart": "Presentation: the prediction after each step so far", "pr_map": "Presentation: cohort map",
+    "pr_slide": "Presentation: the slide's sentence (or the summary)", "pr_position": "Presentation: step n of N",
     "rp_trace_table": "Export: step-by-step predictions", "rp_shapley_table": "Export: Shapley values",
 }
 
@@ -114,6 +124,9 @@ URL_READ = "_url_read"              # the URL has been read once this session
 MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
 TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
 EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
+PR_STEP = "_pr_step"                # presentation: the slide shown (0 = before any data … K + 1 = summary)
+PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advances on a timer)
+PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
 URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")

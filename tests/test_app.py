@@ -324,7 +324,7 @@ def test_labels_are_clean_accessible_names_and_safe():
     s = label_md(raw)
     assert re.search(r"(?<!\\)[<>*\[\]$`~]", s) is None
     assert re.search(r"(?<!\\):(?=\S)", s) is None and re.search(r"(?<!\\)&amp;", s) is None
-    assert re.sub(r"\\(.)", r"\1", s) == raw
+    assert re.sub(r"\\(.)", r"\1", s).replace("\u2060", "") == raw   # word joiners (invisible) break :smile:
 
 
 def test_toggle_labels_carry_no_markup(explorer, engine):
@@ -367,7 +367,7 @@ def test_user_text_is_escaped_for_markdown():
     raw = "<img src=x onerror=alert(1)> **bold** [link](javascript:x) :smile: $x$ a_b_c"
     s = md(raw)
     assert re.search(r"(?<!\\)[<>*\[\]():$_]", s) is None          # every special character escaped
-    assert re.sub(r"\\(.)", r"\1", s) == raw                       # and nothing else changed
+    assert re.sub(r"\\(.)", r"\1", s).replace("\u2060", "") == raw   # nothing else changed (joiners: invisible)
 
 
 def test_bad_upload_shows_one_line_error_and_a_hostile_column_name_is_text(tmp_path, monkeypatch):
