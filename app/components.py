@@ -184,20 +184,20 @@ def class_choice(spec, task: str, v_final, classes: dict) -> int | None:
                         persist_state="session", format_func=lambda c: plain[c])
 
 
-def why_panel(b, view, focus: str, measured: dict, use) -> None:
+def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
     """Exact Shapley bars of the focus task beside 'How much to trust this', the narrative below; the other
     tasks' bars in an expander (each chart costs the browser a redraw per toggle)."""
     spec, classes = b.spec, b.trained.prep.classes
     st.caption("Each bar is an exact Shapley value: how much that kind of data moved this record's final "
                "prediction, averaged over every order in which it could have been added. The bars add up to the "
                "change from the prior to the final prediction.")
-    a, c = st.columns([1.55, 1], gap="medium")
+    a, c = st.columns([1.7, 1], gap="medium")
     with a:
         ci = class_choice(spec, focus, view.value[focus][-1], classes)
         st.plotly_chart(why_figure(spec, view, focus, measured, use, classes, ci), key=f"ex_shap__{focus}",
                         config=CHART_CONFIG)
     with c:
-        trust_panel(b, focus, use)
+        trust_panel(b, focus, use, order)
     st.markdown(f"**In words — {md(spec.task(focus).display)}**")
     st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
     others = [t.name for t in spec.tasks if t.name != focus]
@@ -213,11 +213,11 @@ def why_panel(b, view, focus: str, measured: dict, use) -> None:
                     c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
 
 
-def trust_panel(b, task: str, use) -> None:
+def trust_panel(b, task: str, use, order) -> None:
     """'How much to trust this': the record's deletion curve in the Why bars' order against random orders, and
     one plain sentence (mmn_core.panels.record_trust)."""
     rid = st.session_state[S.EX_RECORD]
-    trust = R.record_trust(b.ref, rid, tuple(use), task)
+    trust = R.record_trust(b.ref, rid, tuple(use), task, tuple(order))
     with st.container(border=True, key="ex_trust"):
         st.markdown("**How much to trust this**", help=TRUST_HELP)
         if not trust.available:
@@ -228,8 +228,9 @@ def trust_panel(b, task: str, use) -> None:
             st.plotly_chart(fig, key="ex_trust_chart", config=CHART_CONFIG)
         st.markdown(md(trust.sentence))
         extra = " (for the class it predicts)" if b.spec.task(task).type == "multiclass" else ""
-        st.caption(f"Solid: the prediction{extra} as the Why bars' top kinds of data are removed one by one; "
-                   "dashed: the average over 64 random removal orders. Always in the dataset's encoding order.")
+        st.caption(f"Solid: the prediction{extra} as the kinds of data are removed one by one, largest Why bar "
+                   "first (dots in the bars' colours); dashed: the average over 64 random removal orders. "
+                   "Computed in the dataset's encoding order.")
 
 
 def measure_panel(b, focus: str, use) -> None:

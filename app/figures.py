@@ -589,8 +589,8 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
                 colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
                 method_label: str = "Exact Shapley order", height: int = 260) -> go.Figure:
     """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
-    order (solid; each dot in the removed modality's colour, its name in the hover and, for the first two,
-    beside the dot) against the mean over random orders (dashed).
+    order (solid; each dot in the removed modality's colour, as in the Why bars, its name in the hover)
+    against the mean over random orders (dashed).
     deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
     d, r = _shown(task_type, deletion), _shown(task_type, random)
     p = len(d) - 1
@@ -608,16 +608,11 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
              line=dict(color=LINE_COLOR, width=2.5),
              marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
                          line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
-    # the first two removals named on the chart (the ones the sentence talks about); the rest in the hover
-    notes = [dict(x=j, y=float(d[j]), xref="x", yref="y", text=f"−{esc(removed_labels[j - 1])}", showarrow=False,
-                  xanchor="left", xshift=8, yshift=-10 if j == 1 else 10, font=dict(size=11, color=LINE_COLOR))
-             for j in range(1, min(2, p) + 1)]
     yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
     return _fig(traces, esc(title) if title else None, height,
                 dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
-                     title=dict(text="Kinds of data removed (most important first)", standoff=4),
-                     range=[-0.4, p + 0.4]),
-                yaxis, annotations=notes, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
+                     title=dict(text="Kinds of data removed", standoff=4), range=[-0.4, p + 0.4]),
+                yaxis, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
 
 
@@ -652,9 +647,20 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if threshold is not None and task_type == "binary":
         shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
                            line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
+    # zoomed on the outcomes (a spread of a few points is the message; 0-100 % would flatten it), the threshold
+    # kept in view when it is near them
+    shown = np.concatenate([_shown(task_type, o) for o in outcomes] + [[cur]] +
+                           ([_shown(task_type, actual)] if actual is not None else []))
+    shown = shown[np.isfinite(shown)]
+    lo, hi = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
+    pct_axis = task_type in ("binary", "multiclass")
+    if threshold is not None and task_type == "binary" and lo - 15 <= 100 * threshold <= hi + 15:
+        lo, hi = min(lo, 100 * threshold), max(hi, 100 * threshold)
+    pad = max(0.12 * (hi - lo), 2.0 if pct_axis else 0.05 * max(abs(hi), 1.0))
+    rng = [max(lo - pad, -2.0), min(hi + pad, 102.0)] if pct_axis else [lo - pad, hi + pad]
+    xaxis = {**_value_axis(task_type, units, "Prediction after measuring it"), "range": rng}
     left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
-    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names),
-                _value_axis(task_type, units, "Prediction after measuring it"),
+    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names), xaxis,
                 dict(autorange="reversed", automargin=False, type="category"), shapes=shapes, annotations=notes,
                 margin=dict(l=left, r=20, t=(46 if title else 26), b=50), showlegend=actual is not None,
                 legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))

@@ -132,7 +132,7 @@ def gather(ref, rid: str, use, order, focus: str, method: str = "ig") -> dict:
             "shapley": shapley_frame(b, view, measured, use),
             "attributions": attribution_frame(b, ref, rid, use, order, focus, method) if use else pd.DataFrame(),
             "frame_row": b.ds.frame.iloc[row], "method": method,
-            "trust": R.record_trust(ref, rid, tuple(use), focus),
+            "trust": R.record_trust(ref, rid, tuple(use), focus, tuple(order)),
             "measure": R.measure_next(ref, rid, tuple(use))}
 
 
