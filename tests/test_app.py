@@ -108,6 +108,18 @@ def test_default_record_is_typical_and_correctly_predicted(explorer, engine):
     assert row["pattern"].iloc[0] == table["pattern"].value_counts().index[0]     # the most common data measured
 
 
+def test_headline_says_what_such_a_prediction_meant_on_held_out_records(explorer, engine):
+    from mmn_core.calibration import held_out_reliability, how_sure
+    trained, ds, data, pos = engine
+    rid = explorer.session_state[S.EX_RECORD]
+    p = expected_final(engine, rid, [m for m in trained.spec.modality_names if bool(data.present[m][pos[rid]])],
+                       trained.spec.modality_names)
+    want = how_sure(held_out_reliability(trained, ds, "death"), p, "death (any time in follow-up)").sentence
+    captions = [c.value.replace("\\", "") for c in explorer.caption]
+    assert f"How sure: {want}" in captions, captions
+    assert want.startswith("Of ") and "held-out records given" in want
+
+
 def test_most_surprising_record_comes_first_when_asked(engine):
     at = new_app()
     at.selectbox(key=S.EX_CHOICE).set_value("surprising").run()

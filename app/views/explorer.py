@@ -161,7 +161,7 @@ def record_body() -> None:
                + (f"; you switched {n_off} off, so {len(use)} are used below." if n_off
                   else "; all of them are used below."))
 
-    C.headline(spec, view, classes)
+    C.headline(spec, view, classes, {t: R.how_sure(ref, t, view.value[t][-1], classes) for t in tasks})
 
     # the kinds of data as chips in encoding order (the order of the charts' x-axis): switch, status, arrows
     st.markdown("**Data, in encoding order** — switch a kind of data off to see the prediction without it; "

@@ -37,13 +37,6 @@ table = R.cohort_table(ref)
 
 
 # --- cached engine results (plain values in; typed results out) ----------------------------------------------
-@st.cache_data(show_spinner="Reading the model's held-out record…", max_entries=16)
-def _reliability(ref: R.Ref, task: str):
-    from mmn_core.calibration import held_out_reliability
-    bb = R.get_bundle(ref)
-    return held_out_reliability(bb.trained, bb.ds, task)
-
-
 @st.cache_data(show_spinner="Preparing the story…", max_entries=64)
 def _story(ref: R.Ref, rid: str, task: str) -> Story:
     from mmn_core.acquire import estimate
@@ -60,7 +53,7 @@ def _story(ref: R.Ref, rid: str, task: str) -> Story:
     final = np.asarray(view.value[task][-1])
     cl = td.class_display(classes[task][int(final.argmax())]) if td.type == "multiclass" else ""
     what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
-    sure = how_sure(_reliability(ref, task), final, what, td.units, cl)
+    sure = how_sure(R.reliability(ref, task), final, what, td.units, cl)
     return build_story(view, spec, task, rid, path_xy=path, faithfulness=faith, acquisition=acq, how_sure=sure)
 
 
