@@ -158,8 +158,9 @@ def faithfulness_summary(rep: dict) -> str:
 
 
 # --- panels --------------------------------------------------------------------------------------------------
-def headline(spec, view, classes: dict) -> None:
-    """One metric per task: the final prediction, its change since the prior, the actual outcome."""
+def headline(spec, view, classes: dict, sure: dict[str, str] | None = None) -> None:
+    """One metric per task: the final prediction, its change since the prior, the actual outcome, and (`sure`:
+    task -> sentence) what such a prediction has meant on held-out records."""
     cols = st.columns(len(spec.tasks))
     for c, td in zip(cols, spec.tasks):
         h = headlines(view, [td])[td.name]
@@ -170,6 +171,8 @@ def headline(spec, view, classes: dict) -> None:
                  delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
         prob = f"Probability {F.pct(h.final)} · " if h.cls is not None else ""
         c.caption(f"{prob}Actual outcome: {md(actual_text(td, view.label[td.name], classes.get(td.name)))}")
+        if sure and sure.get(td.name):
+            c.caption(f"How sure: {md(sure[td.name])}")
 
 
 def class_choice(spec, task: str, v_final, classes: dict) -> int | None:

@@ -361,3 +361,21 @@ def cohort_faithfulness(ref: Ref, task: str, records: int = FAITH_RECORDS) -> di
     rep = FA.cohort_faithfulness(b.trained, b.data, task, records=records, randomization_records=min(24, records))
     curves = P.cohort_curves(b.trained, b.data, task, records=records)
     return {"report": rep.to_json(), "curves": {m: np.asarray(v) for m, v in curves.curves.items()}}
+
+
+@st.cache_data(show_spinner="Reading how the model did on held-out records…", max_entries=16)
+def reliability(ref: Ref, task: str):
+    """mmn_core.calibration.Reliability of one task on the model's held-out (test) records."""
+    from mmn_core.calibration import held_out_reliability
+    b = get_bundle(ref)
+    return held_out_reliability(b.trained, b.ds, task)
+
+
+def how_sure(ref: Ref, task: str, value, classes: dict) -> str:
+    """The plain sentence beside a headline value ("Of 217 held-out records given 80–90%, 79% actually had …")."""
+    from mmn_core.calibration import how_sure as _how_sure
+    td = get_bundle(ref).spec.task(task)
+    v = np.asarray(value, dtype=float)
+    cl = td.class_display(classes[task][int(v.argmax())]) if td.type == "multiclass" else ""
+    what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
+    return _how_sure(reliability(ref, task), v, what, td.units, cl).sentence

@@ -18,7 +18,7 @@ DATASET = "dataset"                 # sidebar selectbox: active dataset (bundled
 EX_SEARCH = "ex_search"             # text_input: search a record id
 EX_OUTCOME = "ex_outcome"           # selectbox: filter by actual outcome of the focus task
 EX_PATTERN = "ex_pattern"           # selectbox: filter by missingness pattern
-EX_SURPRISING = "ex_surprising"     # toggle: sort records by largest error first
+EX_CHOICE = "ex_choice"             # selectbox: order of the record list (typical first, most surprising, …)
 EX_RECORD = "ex_record"             # selectbox: the record shown
 EX_TASK = "ex_task"                 # selectbox: focus task (filters, surprise, attributions, state map colour)
 EX_USE = "ex_use"                   # toggle per modality: f"ex_use__{modality}" (on = encoded, off = skipped)
@@ -124,6 +124,7 @@ URL_READ = "_url_read"              # the URL has been read once this session
 MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
 TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
 EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
+EX_CHOSEN = "_ex_chosen"            # the Explorer's chosen record, kept when the list is rebuilt (other outcome)
 PR_STEP = "_pr_step"                # presentation: the slide shown (0 = before any data … K + 1 = summary)
 PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advances on a timer)
 PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)

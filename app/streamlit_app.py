@@ -25,7 +25,7 @@ from app.common import md  # noqa: E402
 def _on_dataset_change() -> None:
     """A new dataset starts a fresh view: the Explorer's record, toggles and order belong to the old one."""
     for k in list(ss.keys()):
-        if k.startswith(("ex_", "co_", "mn_", "pr_", "_pr_")) or k in (S.APPLIED_RECORD, S.URL_VIEW):
+        if k.startswith(("ex_", "co_", "mn_", "pr_", "_pr_")) or k in (S.APPLIED_RECORD, S.URL_VIEW, S.EX_CHOSEN):
             del ss[k]
 
 

@@ -99,9 +99,33 @@ def test_explorer_opens_on_support2_with_the_engine_predictions(explorer, engine
     assert at.text_input(key=S.EX_SEARCH) is not None
 
 
-def test_most_surprising_record_comes_first(explorer, engine):
+def test_default_record_is_typical_and_correctly_predicted(explorer, engine):
+    from mmn_core.explain.choosing import correct
     table = R.cohort_table(R.active_ref({S.DATASET: "support2"}))
     first = explorer.session_state[S.EX_RECORD]
+    row = table[table["id"] == first]
+    assert bool(correct(row["death__pred"].to_numpy(), row["death__label"].to_numpy(), "binary")[0])
+    assert row["pattern"].iloc[0] == table["pattern"].value_counts().index[0]     # the most common data measured
+
+
+def test_headline_says_what_such_a_prediction_meant_on_held_out_records(explorer, engine):
+    from mmn_core.calibration import held_out_reliability, how_sure
+    trained, ds, data, pos = engine
+    rid = explorer.session_state[S.EX_RECORD]
+    p = expected_final(engine, rid, [m for m in trained.spec.modality_names if bool(data.present[m][pos[rid]])],
+                       trained.spec.modality_names)
+    want = how_sure(held_out_reliability(trained, ds, "death"), p, "death (any time in follow-up)").sentence
+    captions = [c.value.replace("\\", "") for c in explorer.caption]
+    assert f"How sure: {want}" in captions, captions
+    assert want.startswith("Of ") and "held-out records given" in want
+
+
+def test_most_surprising_record_comes_first_when_asked(engine):
+    at = new_app()
+    at.selectbox(key=S.EX_CHOICE).set_value("surprising").run()
+    ok(at)
+    table = R.cohort_table(R.active_ref({S.DATASET: "support2"}))
+    first = at.session_state[S.EX_RECORD]
     assert table.loc[table["id"] == first, "death__surprise"].iloc[0] == pytest.approx(
         table["death__surprise"].max())
 

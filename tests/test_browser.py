@@ -586,3 +586,31 @@ def test_presentation_steps_through_a_record_with_the_engine_values(browser, ser
         assert not errors, errors
     finally:
         ctx.close()
+
+
+def test_default_record_is_correct_and_a_linked_record_stays_chosen(browser, server, engine):
+    """The first record a newcomer meets is correctly predicted; a record opened from a link stays on screen when
+    the outcome in focus changes (it used to jump to another record when the multiclass outcome was chosen)."""
+    trained, data, pos = engine
+    w = open_explorer(browser, server.url)
+    try:
+        rid = record_id(w.page)
+        p = expected(engine, rid, measured(engine, rid), trained.spec.modality_names)[-1]
+        label = float(data.y[TASK][pos[rid]])
+        assert (p >= 0.5) == (label == 1.0), (rid, p, label)
+    finally:
+        w.close()
+    linked = trained.info["test_ids"][5]
+    w = open_explorer(browser, f"{server.url}/?dataset=support2&record={linked}&task={TASK}")
+    try:
+        page = w.page
+        for task in ("death_180d", "sfdm2", TASK):
+            page.locator(".st-key-ex_task").click()
+            page.get_by_role("option", name=trained.spec.task(task).display).click()
+            page.wait_for_function(f"() => new URLSearchParams(location.search).get('task') === '{task}'", timeout=T)
+            wait_idle(page)
+            assert record_id(page) == linked, task
+            assert page.get_by_role("heading", name=f"Record {linked}").is_visible()
+        no_errors(w)
+    finally:
+        w.close()

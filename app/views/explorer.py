@@ -18,6 +18,7 @@ from app import resources as R
 from app import state as S
 from app.common import actual_text, label_md, md, require_bundle, task_label, value_text
 from mmn_core.explain import browse as B
+from mmn_core.explain.choosing import CHOICE_LABELS, rank_records
 
 ss = st.session_state
 b = require_bundle()
@@ -35,9 +36,8 @@ url = ss.pop(S.URL_VIEW, None)
 if url:
     rid = url.get("record")
     if rid is not None and rid in set(table["id"]):
-        ss[S.EX_RECORD] = rid
+        ss[S.EX_RECORD] = ss[S.EX_CHOSEN] = rid
         ss["_ex_pending"] = {"record": rid, "off": url.get("off", []), "order": url.get("order")}
-        ss[S.EX_SURPRISING] = False
         for k in (S.EX_SEARCH, S.EX_OUTCOME, S.EX_PATTERN):
             ss.pop(k, None)
     elif rid is not None:
@@ -70,16 +70,27 @@ with st.sidebar:
     st.selectbox("Which data were measured", pattern_opts, key=S.EX_PATTERN, persist_state="session",
                  format_func=lambda p: "All patterns" if p == B.ALL else
                  f"{B.pattern_key_label(spec, p)} ({counts[p]})")
-    st.toggle("Most surprising first", key=S.EX_SURPRISING, persist_state="session", value=True,
-              help="Sort by how far the final prediction is from what actually happened (largest error first).")
+    choices = [c for c in CHOICE_LABELS if not (c == "borderline" and ft.type == "regression")]
+    if ss.get(S.EX_CHOICE) not in choices:
+        ss[S.EX_CHOICE] = "typical"
+    st.selectbox("Order the records by", choices, key=S.EX_CHOICE, format_func=CHOICE_LABELS.get,
+                 on_change=lambda: ss.update({S.EX_CHOSEN: ""}),         # a new order: show its first record
+                 help="Typical: correctly predicted, with the most common data measured, first. Most surprising: "
+                      "the largest error first. Borderline: closest to a coin toss first. Most data missing: "
+                      "fewest kinds of data measured first.")
     sel = B.filter_records(table, ft, classes.get(focus), query=ss.get(S.EX_SEARCH) or "", outcome=ss[S.EX_OUTCOME],
-                           pattern=ss[S.EX_PATTERN], surprising=ss.get(S.EX_SURPRISING, True))
+                           pattern=ss[S.EX_PATTERN], surprising=False)
     options = sel["id"].tolist()
     if not options:
         st.warning("No record matches these filters.")
         st.stop()
-    if ss.get(S.EX_RECORD) not in options:
-        ss[S.EX_RECORD] = options[0]
+    sel = sel.iloc[rank_records(B.task_values(ft, sel), sel[f"{focus}__label"].to_numpy(), ft.type, sel["pattern"],
+                                ss[S.EX_CHOICE], sel[f"{focus}__surprise"].to_numpy())]
+    options = sel["id"].tolist()
+    # The chosen record stays chosen while it matches the filters, whatever else changes: the list is rebuilt
+    # for another outcome (new labels), and a rebuilt selectbox would otherwise fall back to its first entry.
+    chosen = ss[S.EX_CHOSEN] if S.EX_CHOSEN in ss else ss.get(S.EX_RECORD)
+    ss[S.EX_RECORD] = chosen if chosen in options else options[0]
     final = B.task_values(ft, sel)
     # The list's percentage is the model's prediction with ALL of the record's data, whatever the switches on
     # the page say; the label says so, so it cannot be mistaken for the headline.
@@ -88,11 +99,12 @@ with st.sidebar:
            for rid, lv, fv in zip(options, sel[f"{focus}__label"], final)}
     st.selectbox(f"Record ({len(options):,} match)", options, key=S.EX_RECORD,
                  persist_state="session", format_func=lambda r: fmt.get(r, r),
+                 on_change=lambda: ss.update({S.EX_CHOSEN: ss[S.EX_RECORD]}),
                  help=f"Each entry: record id · the model's prediction of {md(ft.display)} with **all** of "
                       f"the record's data · what actually happened. Switching data off changes the page, not "
                       f"this list.")
 
-rid = ss[S.EX_RECORD]
+rid = ss[S.EX_CHOSEN] = ss[S.EX_RECORD]
 row = b.pos[rid]
 measured = {m: bool(b.data.present[m][row]) for m in names}
 
@@ -148,7 +160,7 @@ def record_body() -> None:
                + (f"; you switched {n_off} off, so {len(use)} are used below." if n_off
                   else "; all of them are used below."))
 
-    C.headline(spec, view, classes)
+    C.headline(spec, view, classes, {t: R.how_sure(ref, t, view.value[t][-1], classes) for t in tasks})
 
     # the kinds of data as chips in encoding order (the order of the charts' x-axis): switch, status, arrows
     st.markdown("**Data, in encoding order** — switch a kind of data off to see the prediction without it; "

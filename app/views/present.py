@@ -37,13 +37,6 @@ table = R.cohort_table(ref)
 
 
 # --- cached engine results (plain values in; typed results out) ----------------------------------------------
-@st.cache_data(show_spinner="Reading the model's held-out record…", max_entries=16)
-def _reliability(ref: R.Ref, task: str):
-    from mmn_core.calibration import held_out_reliability
-    bb = R.get_bundle(ref)
-    return held_out_reliability(bb.trained, bb.ds, task)
-
-
 @st.cache_data(show_spinner="Preparing the story…", max_entries=64)
 def _story(ref: R.Ref, rid: str, task: str) -> Story:
     from mmn_core.acquire import estimate
@@ -60,8 +53,36 @@ def _story(ref: R.Ref, rid: str, task: str) -> Story:
     final = np.asarray(view.value[task][-1])
     cl = td.class_display(classes[task][int(final.argmax())]) if td.type == "multiclass" else ""
     what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
-    sure = how_sure(_reliability(ref, task), final, what, td.units, cl)
+    sure = how_sure(R.reliability(ref, task), final, what, td.units, cl)
     return build_story(view, spec, task, rid, path_xy=path, faithfulness=faith, acquisition=acq, how_sure=sure)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _figures(ref: R.Ref, rid: str, task: str) -> list:
+    """(step chart, map) of every slide of a story, built once: a step then only sends two figures (building
+    them, with plotly's validation, was most of a step's server time). Never mutated after this."""
+    st_ = _story(ref, rid, task)
+    td_ = tasks[task]
+    has_truth = st_.task_type != "multiclass" and bool(np.isfinite(st_.truth))
+    if st_.path_xy is not None:
+        smap = R.state_map(ref)
+        at = {r: j for j, r in enumerate(smap.ids)}
+        cloud = smap.cloud[-1][[at[r] for r in table["id"]]]
+        lab, kinds = table[f"{task}__label"].to_numpy(), class_names(td_, classes.get(task))
+        if st_.class_index is not None:      # one class followed: the cohort as that class or not
+            lab = np.where(np.isnan(lab), np.nan, (lab == st_.class_index).astype(float))
+            kinds = ["another outcome", st_.class_label]
+    out = []
+    for upto in range(len(st_.slides)):
+        chart = F.present_step_chart(st_.step_labels, st_.steps, st_.values, st_.status, upto,
+                                     task_type=st_.task_type, units=st_.units, colors=colors,
+                                     truth=st_.truth if has_truth else None, truth_text=st_.truth_text)
+        smap_fig = None if st_.path_xy is None else F.present_state_map(
+            cloud, lab, outcome_type="binary" if st_.class_index is not None else td_.type, classes=kinds,
+            path_xy=st_.path_xy, upto=upto, steps=st_.steps, status=st_.status, colors=colors, units=td_.units,
+            height=F.present_step_chart_height(len(st_.steps), has_truth))
+        out.append((chart, smap_fig))
+    return out
 
 
 # --- the link: record and outcome (applied once per session, then the sidebar owns them) ---------------------
@@ -191,28 +212,14 @@ def stage() -> None:
             st.markdown(md(story.slides[k].sentence))
         else:
             summary(story)
-    has_truth = story.task_type != "multiclass" and bool(np.isfinite(story.truth))
+    chart, smap_fig = _figures(ref, rid, task)[upto]
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = F.present_step_chart(story.step_labels, story.steps, story.values, story.status, upto,
-                                   task_type=story.task_type, units=story.units, colors=colors,
-                                   truth=story.truth if has_truth else None,
-                                   truth_text=story.truth_text)
-        st.plotly_chart(fig, key="pr_chart", config=CHART_CONFIG)
+        st.plotly_chart(chart, key="pr_chart", config=CHART_CONFIG)
         st.caption(md(words(story, upto)))
     with right:
-        if story.path_xy is not None:
-            smap = R.state_map(ref)
-            at = {r: j for j, r in enumerate(smap.ids)}
-            cloud = smap.cloud[-1][[at[r] for r in table["id"]]]
-            lab, kinds = table[f"{task}__label"].to_numpy(), class_names(td, classes.get(task))
-            if story.class_index is not None:      # one class followed: the cohort as that class or not
-                lab = np.where(np.isnan(lab), np.nan, (lab == story.class_index).astype(float))
-                kinds = ["another outcome", story.class_label]
-            fig = F.present_state_map(cloud, lab, outcome_type="binary" if story.class_index is not None
-                                      else td.type, classes=kinds, path_xy=story.path_xy,
-                                      upto=upto, steps=story.steps, status=story.status, colors=colors,
-                                      units=td.units, height=F.present_step_chart_height(len(story.steps), has_truth))
+        if smap_fig is not None:
+            fig = smap_fig
             st.plotly_chart(fig, key="pr_map", config=CHART_CONFIG)
             moved = sum(1 for s in story.status[1:upto + 1] if s == RAN)
             skipped = sum(1 for s in story.status[1:upto + 1] if s == NOT_MEASURED)
