@@ -96,6 +96,12 @@ def _train_config(args, **extra):
     return TrainConfig(epochs=args.epochs, seed=args.seed, **extra)
 
 
+def _one_line(err: Exception) -> str:
+    """An exception's message as one short line (library messages can span lines)."""
+    text = " ".join(str(err).split())
+    return (text[:300] + "…" if len(text) > 300 else text) or type(err).__name__
+
+
 def _table(rows: list[list], header: list[str]) -> str:
     cells = [header] + [[("—" if isinstance(c, float) and math.isnan(c) else
                           f"{c:.3f}" if isinstance(c, float) else str(c)) for c in r] for r in rows]
@@ -279,8 +285,36 @@ def cmd_acquire(args):
     _emit(args, payload, "\n".join(lines))
 
 
+def _check_mnar_splits(ds, task, folds: int, seed: int) -> None:
+    """The protocol scores every test part on both classes and trains on both: refuse, before any training,
+    splits (the very ones run_mnar makes) whose training or test part lacks a class of the task."""
+    from .data import label_str, split
+    from .experiments import fold_rows
+    from .spec import SpecError
+    try:
+        splits = list(fold_rows(ds, folds, seed)) if folds > 1 else [split(ds, seed=seed)]
+    except ValueError as err:
+        if isinstance(err, SpecError):
+            raise
+        raise BadInput(f"mnar: cannot split {len(ds)} records into {max(folds, 1)} part(s) "
+                       f"({_one_line(err)}): add records or use fewer folds") from None
+    col = ds.frame[task.column]
+    labels = col.map(lambda v: label_str(v) if v == v else None).to_numpy()
+    classes = sorted({v for v in labels if v is not None})
+    for f, (tr, _va, te) in enumerate(splits):
+        for part, rows in (("training", tr), ("test", te)):
+            seen = set(labels[rows]) - {None}
+            lacking = [c for c in classes if c not in seen]
+            if lacking:
+                where = f"fold {f + 1} of {folds}" if folds > 1 else "the train/validation/test split"
+                raise BadInput(f"mnar: the {part} part of {where} has no record of class '{lacking[0]}' of task "
+                               f"'{task.display}' ({int((labels == lacking[0]).sum())} in all): add records "
+                               f"of that class{' or use fewer folds' if folds > 1 else ''}")
+
+
 def cmd_mnar(args):
     from .experiments import run_mnar
+    from .spec import SpecError
     ds = _dataset(args)
     args.modality = ds.spec.modality(args.modality).name   # by key or shown name (`liver panel`)
     task = ds.spec.task(args.task)
@@ -296,6 +330,7 @@ def cmd_mnar(args):
     elif len(ds) < MIN_SPLIT_ROWS:
         raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
+    _check_mnar_splits(ds, task, args.folds, args.seed)
     rule = None
     if args.rule:
         rules = [r for r in ds.spec.mnar_rules if r.modality == args.modality]
@@ -310,10 +345,17 @@ def cmd_mnar(args):
         bar.set_description(p.get("message", "MNAR experiment")[:60])
         bar.refresh()
 
-    result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
-                      seed=args.seed, position=args.position, mitigation=args.mitigation,
-                      semantics=args.semantics, rule=rule, progress=progress)
-    bar.close()
+    try:
+        result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
+                          seed=args.seed, position=args.position, mitigation=args.mitigation,
+                          semantics=args.semantics, rule=rule, progress=progress)
+    except SpecError:
+        raise
+    except (ValueError, IndexError, ZeroDivisionError) as err:   # what the checks above cannot foresee
+        raise BadInput(f"mnar: the experiment cannot run on this data ({type(err).__name__}: "
+                       f"{_one_line(err)})") from None
+    finally:
+        bar.close()
     rows = [[r["rate"], r["model"], r["test"], r["auroc"], r.get("auroc_std", math.nan)] for r in result["results"]]
     _emit(args, result, _table(rows, ["rate", "model", "test", "AUROC", "sd"]))
 
