@@ -131,11 +131,22 @@ def cmd_describe(args):
     _emit(args, payload, text)
 
 
-def _metrics_text(matrix: dict) -> str:
+def _shown(spec, key: str) -> str:
+    """A modality or task key as the user named it (JSON output keeps the keys; text shows the names)."""
+    if spec is None:
+        return key
+    for e in (*spec.modalities, *spec.tasks):
+        if e.name == key:
+            return e.display
+    return key
+
+
+def _metrics_text(matrix: dict, spec=None) -> str:
     lines = []
+    steps = [_shown(spec, s) for s in matrix["steps"]]
     for task, ms in matrix["tasks"].items():
         rows = [[name] + [float(v) for v in values] for name, values in ms.items()]
-        lines.append(f"{task}\n" + _table(rows, ["metric"] + matrix["steps"]))
+        lines.append(f"{_shown(spec, task)}\n" + _table(rows, ["metric"] + steps))
     return "\n\n".join(lines)
 
 
@@ -202,7 +213,7 @@ def cmd_evaluate(args):
     out = predict(trained.model, data)
     matrix = metric_matrix(out, data.y, trained.model.tasks, trained.prep.target_stats)
     payload = {"records": len(data), "split": "test" if bundled else "all", **matrix}
-    _emit(args, payload, f"{len(data)} records ({payload['split']})\n\n{_metrics_text(matrix)}")
+    _emit(args, payload, f"{len(data)} records ({payload['split']})\n\n{_metrics_text(matrix, trained.spec)}")
 
 
 def cmd_compare(args):
@@ -221,7 +232,7 @@ def cmd_compare(args):
         for metric in ("auroc", "balanced_accuracy", "mae", "rmse"):
             if metric in entry["multimodn"]:
                 a, b = entry["multimodn"], entry["pfusion"]
-                rows.append([task, metric, f"{a[metric]:.3f} ± {a[metric + '_std']:.3f}",
+                rows.append([_shown(ds.spec, task), metric, f"{a[metric]:.3f} ± {a[metric + '_std']:.3f}",
                              f"{b[metric]:.3f} ± {b[metric + '_std']:.3f}"])
     payload = {"folds": result["folds"], "tasks": result["tasks"]}
     _emit(args, payload, f"{args.folds}-fold cross-validation (final step for MultiModN)\n\n"
@@ -255,7 +266,7 @@ def cmd_faithfulness(args):
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
-    _emit(args, payload, f"{task}: {payload['records']} records\n\n"
+    _emit(args, payload, f"{_shown(trained.spec, task)}: {payload['records']} records\n\n"
           + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
 
 
@@ -279,9 +290,11 @@ def cmd_acquire(args):
     if args.record not in set(ds.ids):
         raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
     payload = acquire_record(trained, ds, args.record, args.task, k=args.k)
-    lines = [f"record {args.record}: missing {', '.join(payload['missing']) or '(nothing)'}"]
+    shown = lambda key: _shown(trained.spec, key)
+    lines = [f"record {args.record}: missing {', '.join(map(shown, payload['missing'])) or '(nothing)'}"]
     for task, mods in payload["tasks"].items():
-        lines.append(f"{task}: " + ", ".join(f"{m} E|Δ| {v['expected_abs_change']:.3f}" for m, v in mods.items()))
+        lines.append(f"{shown(task)}: " + ", ".join(f"{shown(m)} E|Δ| {v['expected_abs_change']:.3f}"
+                                                    for m, v in mods.items()))
     _emit(args, payload, "\n".join(lines))
 
 

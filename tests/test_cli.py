@@ -185,6 +185,9 @@ def test_names_as_people_write_them_work_end_to_end(capsys, slide_named):
     assert len(tr["steps"]) == 6 and tr["steps"][0] == "prior"
     ev = run_json(capsys, "evaluate", "--checkpoint", str(out), *src)
     assert ev["records"] == 60 and set(ev["tasks"]) == {t["name"] for t in d["tasks"]}
+    assert main(["evaluate", "--checkpoint", str(out), *src]) == 0     # text output: the names as written
+    text = capsys.readouterr().out
+    assert "Death (1 yr)" in text and "liver panel" in text and "Stage (I–IV)" in text
     ex = run_json(capsys, "explain", "--checkpoint", str(out), *src, "--record", "p 1", "--task", "Death (1 yr)")
     death = d["tasks"][0]["name"]
     assert list(ex["tasks"]) == [death]
@@ -192,6 +195,8 @@ def test_names_as_people_write_them_work_end_to_end(capsys, slide_named):
     assert "liver panel" in story or "Week 20 CD4" in story       # sentences name modalities as written
     cv = run_json(capsys, "compare", *src, "--folds", "2", "--epochs", "1")
     assert set(cv["tasks"]) == {t["name"] for t in d["tasks"]}
+    assert main(["compare", *src, "--folds", "2", "--epochs", "1"]) == 0
+    assert "Death (1 yr)" in capsys.readouterr().out
     mn = run_json(capsys, "mnar", *src, "--modality", "liver panel", "--task", "Death (1 yr)", "--rates", "0,0.5",
                   "--folds", "1", "--epochs", "1")
     assert {r["rate"] for r in mn["results"]} == {0.0, 0.5}
