@@ -96,6 +96,12 @@ def _train_config(args, **extra):
     return TrainConfig(epochs=args.epochs, seed=args.seed, **extra)
 
 
+def _one_line(err: Exception) -> str:
+    """An exception's message as one short line (library messages can span lines)."""
+    text = " ".join(str(err).split())
+    return (text[:300] + "…" if len(text) > 300 else text) or type(err).__name__
+
+
 def _table(rows: list[list], header: list[str]) -> str:
     cells = [header] + [[("—" if isinstance(c, float) and math.isnan(c) else
                           f"{c:.3f}" if isinstance(c, float) else str(c)) for c in r] for r in rows]
@@ -125,11 +131,22 @@ def cmd_describe(args):
     _emit(args, payload, text)
 
 
-def _metrics_text(matrix: dict) -> str:
+def _shown(spec, key: str) -> str:
+    """A modality or task key as the user named it (JSON output keeps the keys; text shows the names)."""
+    if spec is None:
+        return key
+    for e in (*spec.modalities, *spec.tasks):
+        if e.name == key:
+            return e.display
+    return key
+
+
+def _metrics_text(matrix: dict, spec=None) -> str:
     lines = []
+    steps = [_shown(spec, s) for s in matrix["steps"]]
     for task, ms in matrix["tasks"].items():
         rows = [[name] + [float(v) for v in values] for name, values in ms.items()]
-        lines.append(f"{task}\n" + _table(rows, ["metric"] + matrix["steps"]))
+        lines.append(f"{_shown(spec, task)}\n" + _table(rows, ["metric"] + steps))
     return "\n\n".join(lines)
 
 
@@ -232,7 +249,7 @@ def cmd_evaluate(args):
     out = predict(trained.model, data)
     matrix = metric_matrix(out, data.y, trained.model.tasks, trained.prep.target_stats)
     payload = {"records": len(data), "split": "test" if bundled else "all", **matrix}
-    _emit(args, payload, f"{len(data)} records ({payload['split']})\n\n{_metrics_text(matrix)}")
+    _emit(args, payload, f"{len(data)} records ({payload['split']})\n\n{_metrics_text(matrix, trained.spec)}")
 
 
 def cmd_compare(args):
@@ -251,7 +268,7 @@ def cmd_compare(args):
         for metric in ("auroc", "balanced_accuracy", "mae", "rmse"):
             if metric in entry["multimodn"]:
                 a, b = entry["multimodn"], entry["pfusion"]
-                rows.append([task, metric, f"{a[metric]:.3f} ± {a[metric + '_std']:.3f}",
+                rows.append([_shown(ds.spec, task), metric, f"{a[metric]:.3f} ± {a[metric + '_std']:.3f}",
                              f"{b[metric]:.3f} ± {b[metric + '_std']:.3f}"])
     payload = {"folds": result["folds"], "tasks": result["tasks"]}
     _emit(args, payload, f"{args.folds}-fold cross-validation (final step for MultiModN)\n\n"
@@ -292,7 +309,7 @@ def cmd_faithfulness(args):
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
     na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
-    _emit(args, payload, f"{task}: {payload['records']} records ({payload['model_kind']})\n\n"
+    _emit(args, payload, f"{_shown(trained.spec, task)}: {payload['records']} records ({payload['model_kind']})\n\n"
           + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]) + na)
 
 
@@ -316,14 +333,44 @@ def cmd_acquire(args):
     if args.record not in set(ds.ids):
         raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
     payload = acquire_record(trained, ds, args.record, args.task, k=args.k)
-    lines = [f"record {args.record}: missing {', '.join(payload['missing']) or '(nothing)'}"]
+    shown = lambda key: _shown(trained.spec, key)
+    lines = [f"record {args.record}: missing {', '.join(map(shown, payload['missing'])) or '(nothing)'}"]
     for task, mods in payload["tasks"].items():
-        lines.append(f"{task}: " + ", ".join(f"{m} E|Δ| {v['expected_abs_change']:.3f}" for m, v in mods.items()))
+        lines.append(f"{shown(task)}: " + ", ".join(f"{shown(m)} E|Δ| {v['expected_abs_change']:.3f}"
+                                                    for m, v in mods.items()))
     _emit(args, payload, "\n".join(lines))
+
+
+def _check_mnar_splits(ds, task, folds: int, seed: int) -> None:
+    """The protocol scores every test part on both classes and trains on both: refuse, before any training,
+    splits (the very ones run_mnar makes) whose training or test part lacks a class of the task."""
+    from .data import label_str, split
+    from .experiments import fold_rows
+    from .spec import SpecError
+    try:
+        splits = list(fold_rows(ds, folds, seed)) if folds > 1 else [split(ds, seed=seed)]
+    except ValueError as err:
+        if isinstance(err, SpecError):
+            raise
+        raise BadInput(f"mnar: cannot split {len(ds)} records into {max(folds, 1)} part(s) "
+                       f"({_one_line(err)}): add records or use fewer folds") from None
+    col = ds.frame[task.column]
+    labels = col.map(lambda v: label_str(v) if v == v else None).to_numpy()
+    classes = sorted({v for v in labels if v is not None})
+    for f, (tr, _va, te) in enumerate(splits):
+        for part, rows in (("training", tr), ("test", te)):
+            seen = set(labels[rows]) - {None}
+            lacking = [c for c in classes if c not in seen]
+            if lacking:
+                where = f"fold {f + 1} of {folds}" if folds > 1 else "the train/validation/test split"
+                raise BadInput(f"mnar: the {part} part of {where} has no record of class '{lacking[0]}' of task "
+                               f"'{task.display}' ({int((labels == lacking[0]).sum())} in all): add records "
+                               f"of that class{' or use fewer folds' if folds > 1 else ''}")
 
 
 def cmd_mnar(args):
     from .experiments import run_mnar
+    from .spec import SpecError
     ds = _dataset(args)
     args.modality = ds.spec.modality(args.modality).name   # by key or shown name (`liver panel`)
     task = ds.spec.task(args.task)
@@ -339,6 +386,7 @@ def cmd_mnar(args):
     elif len(ds) < MIN_SPLIT_ROWS:
         raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
+    _check_mnar_splits(ds, task, args.folds, args.seed)
     rule = None
     if args.rule:
         rules = [r for r in ds.spec.mnar_rules if r.modality == args.modality]
@@ -360,11 +408,18 @@ def cmd_mnar(args):
         bar.set_description(p.get("message", "MNAR experiment")[:60])
         bar.refresh()
 
-    result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
-                      seed=args.seed, position=args.position, mitigation=args.mitigation,
-                      semantics=args.semantics, rule=rule, latent=latent, references=args.references,
-                      progress=progress)
-    bar.close()
+    try:
+        result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
+                          seed=args.seed, position=args.position, mitigation=args.mitigation,
+                          semantics=args.semantics, rule=rule, latent=latent, references=args.references,
+                          progress=progress)
+    except SpecError:
+        raise
+    except (ValueError, IndexError, ZeroDivisionError) as err:   # what the checks above cannot foresee
+        raise BadInput(f"mnar: the experiment cannot run on this data ({type(err).__name__}: "
+                       f"{_one_line(err)})") from None
+    finally:
+        bar.close()
     rows = [[r["rate"], r["model"], r["test"], r["auroc"], r.get("auroc_std", math.nan)] for r in result["results"]]
     _emit(args, result, _table(rows, ["rate", "model", "test", "AUROC", "sd"]))
 

@@ -17,8 +17,8 @@ from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, KFold
 
 from .spec import DatasetSpec, ModalitySpec, SpecError, TaskSpec, load_spec
 from .validate import (HUGE, MAX_CATEGORIES, MAX_FILE_BYTES, MAX_INPUT_CELLS, MAX_SEQ_LEN,  # noqa: F401
-                       MIN_SPLIT_ROWS, MOSTLY_NUMERIC, _is_numeric, _labels, check_dataset, check_folds,
-                       label_str, read_table)
+                       MIN_SPLIT_ROWS, MOSTLY_NUMERIC, _labels, category_text, check_dataset,
+                       check_folds, is_categorical, label_str, read_table, table_path)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MISSING_CAT = "(missing)"
@@ -77,7 +77,7 @@ def load_data(data: str | Path | pd.DataFrame, spec: DatasetSpec | str | Path) -
     seqs = {}
     for m in spec.modalities:
         if m.kind == "sequence":
-            seq = read_table(spec.resolve(m.table), m.key)
+            seq = read_table(table_path(spec, m.table, f"table of modality '{m.display}'"), m.key)
             seqs[m.name] = seq
     ds = Dataset(spec, frame.reset_index(drop=True), seqs)
     check_dataset(ds, source)
@@ -143,13 +143,13 @@ class Preprocessor:
             numeric[m.name], categories[m.name] = {}, {}
             for c in m.columns:
                 s = table[c]
-                if _is_numeric(s):
+                if not is_categorical(m, c, s):
                     v = s.to_numpy(dtype=float, na_value=np.nan)
                     mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
                     std = float(np.nanstd(v)) if np.isfinite(v).sum() > 1 else 1.0
                     numeric[m.name][c] = [mean, std if std > 1e-12 else 1.0]
                 else:
-                    categories[m.name][c] = sorted(s.dropna().astype(str).unique().tolist())
+                    categories[m.name][c] = sorted(category_text(s.dropna()).unique().tolist())
             if m.kind == "sequence":
                 counts = table.groupby(m.key).size()
                 seq_len[m.name] = int(min(MAX_SEQ_LEN, counts.max() if len(counts) else 1))
@@ -207,7 +207,7 @@ class Preprocessor:
                 blocks.append(np.nan_to_num(z, nan=0.0)[:, None])
             else:
                 cats = self.categories[m.name][c] + [MISSING_CAT]
-                v = s.astype(object).where(s.notna(), MISSING_CAT).astype(str)
+                v = category_text(s).where(s.notna(), MISSING_CAT)
                 if len(set(cats)) < len(cats):     # a real value '(missing)': keep the plain comparison
                     blocks.append((v.to_numpy()[:, None] == np.asarray(cats)[None, :]).astype(np.float32))
                     continue

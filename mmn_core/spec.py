@@ -115,6 +115,8 @@ class ModalitySpec(_Frozen):
     columns: list[str] = Field(min_length=1, description="feature columns (any names)")
     column_labels: dict[str, str] = Field(default_factory=dict, description="per-column display names")
     units: dict[str, str] = Field(default_factory=dict, description="per-column units")
+    categorical: list[str] = Field(default_factory=list, description="columns one-hot encoded even when their "
+                                   "values are numbers (codes such as 1/2/3, postcodes)")
     kind: Literal["tabular", "sequence"] = Field("tabular", description="sequence = long-format table over time")
     table: str | None = Field(None, description="sequence only: long table path, relative to the spec")
     key: str | None = Field(None, description="sequence only: column joining the long table to id_column")
@@ -128,6 +130,10 @@ class ModalitySpec(_Frozen):
     def _sequence_fields(self):
         if len(set(self.columns)) != len(self.columns):
             raise ValueError(f"modality '{self.name}' lists a column twice")
+        stray = [c for c in self.categorical if c not in self.columns]
+        if stray:
+            raise ValueError(f"categorical column '{stray[0]}' of modality '{self.display}' is not one of its "
+                             f"columns")
         if self.kind == "sequence":
             missing = [k for k in ("table", "key", "time_column") if getattr(self, k) is None]
             if missing:
@@ -279,6 +285,31 @@ def _first_error(err: ValidationError, source: str, raw: dict) -> str:
     return f"{source}: {where}: {msg}"
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping repeats a key: YAML itself would silently keep the last value."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a repeated key in a mapping (merge keys `<<:` may still override)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:          # an unhashable key: the base class reports it
+                    continue
+                if repeated:
+                    shown = " ".join(str(key).split())[:80]
+                    raise _DuplicateKey(None, None, f"key '{shown}' appears twice", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def spec_from_dict(raw: object, source: str = "spec", base_dir: str = "") -> DatasetSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: expected a mapping with keys name, modalities, tasks")
@@ -304,7 +335,11 @@ def load_spec(path: str | Path) -> DatasetSpec:
     except OSError as err:
         raise SpecError(f"{path}: cannot read spec ({err.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)   # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        line = err.problem_mark.line + 1
+        raise SpecError(f"{path}: line {line}: {err.problem} (YAML would silently keep only the last one): "
+                        f"remove or rename one") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -7,7 +7,13 @@ This module does not import `data` (which re-exports these names): `check_datase
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import math
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +23,8 @@ import pandas as pd
 from .spec import DatasetSpec, SpecError
 
 MAX_FILE_BYTES = 200 * 1024 * 1024   # refuse bigger uploads: the dashboard and CLI hold data in memory
+MAX_DECOMPRESSED_BYTES = MAX_FILE_BYTES   # what a compressed table may expand to: the same as a plain file
+MAX_COLUMNS = 20_000                 # columns of one table (wider ones are not a cohort table)
 MAX_SEQ_LEN = 64                     # keep the last 64 time steps of a sequence
 MAX_CATEGORIES = 1000                # distinct values of one categorical column (each becomes a one-hot input)
 MAX_INPUT_CELLS = 100_000_000        # records x input features (x time steps): 400 MB of float32 model input
@@ -43,8 +51,83 @@ def _size(n: int) -> str:
     return f"{n / 2**10:.0f} KB" if n >= 2**10 else f"{n} bytes"
 
 
+class _TooBig(Exception):
+    """A compressed table expands past MAX_DECOMPRESSED_BYTES."""
+
+
+class _Capped(io.RawIOBase):
+    """A binary stream that raises _TooBig once more than `cap` bytes have been read from it."""
+
+    def __init__(self, inner, cap: int):
+        self.inner, self.left = inner, cap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self.inner.readinto(buf)
+        self.left -= n
+        if self.left < 0:
+            raise _TooBig
+        return n
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _open_csv(path: Path) -> io.BufferedReader:
+    """The bytes of a CSV table, decompressed (gzip, bz2, xz or a one-file zip) and capped in size while read."""
+    suffix = path.suffix.lower()
+    if suffix in _OPENERS:
+        return io.BufferedReader(_Capped(_OPENERS[suffix](path, "rb"), MAX_DECOMPRESSED_BYTES))
+    if suffix == ".zip":
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            raise SpecError(f"{path}: not a readable zip archive") from None
+        names = [i for i in archive.infolist() if not i.is_dir()]
+        if len(names) != 1:
+            archive.close()
+            raise SpecError(f"{path}: a zip archive must hold exactly one table, found {len(names)} files")
+        return io.BufferedReader(_Capped(archive.open(names[0]), MAX_DECOMPRESSED_BYTES))
+    return open(path, "rb")   # plain text (compression is never guessed from content)
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    with _open_csv(path) as f:
+        return pd.read_csv(f, encoding="utf-8", encoding_errors="strict", compression=None, **kwargs)
+
+
+def _check_parquet_size(path: Path) -> None:
+    """Refuse a Parquet file whose uncompressed data (from its footer, before reading) is over the cap."""
+    import pyarrow.parquet as pq
+    meta = pq.ParquetFile(path).metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > MAX_DECOMPRESSED_BYTES:
+        raise SpecError(f"{path}: the table holds {_size(size)} of data once decompressed, over the "
+                        f"{_size(MAX_DECOMPRESSED_BYTES)} cap: use fewer rows or columns")
+    if meta.num_columns > MAX_COLUMNS:
+        raise SpecError(f"{path}: {meta.num_columns:,} columns, over the {MAX_COLUMNS:,} cap")
+
+
+def table_path(spec: DatasetSpec, relative: str, what: str) -> Path:
+    """The file a spec names (a sequence `table`), refused when it lies outside the spec's folder: an absolute
+    path, `../`, or a link that leads out (a spec from someone else must not read other files)."""
+    base = Path(spec.base_dir or ".").resolve()
+    target = (base / relative).resolve()
+    if Path(relative).is_absolute() or not target.is_relative_to(base):
+        raise SpecError(f"spec in {base}: {what} path '{relative}' leads outside the spec's folder: put the file "
+                        f"beside the spec (or in a folder below it) and give its path relative to the spec")
+    return base / relative
+
+
 def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
-    """Read CSV (optionally gzip) or Parquet; every failure becomes a SpecError naming the file."""
+    """Read CSV (plain, .gz, .bz2, .xz or a one-file .zip) or Parquet within the size caps; every failure
+    becomes a SpecError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
@@ -56,20 +139,27 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
     dtype = {id_column: str} if id_column else None
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
+            _check_parquet_size(path)
             frame = pd.read_parquet(path)
             header = [str(c) for c in frame.columns]
         else:
-            frame = pd.read_csv(path, dtype=dtype, encoding="utf-8", encoding_errors="strict")
-            # read_csv renames a repeated header name ("a" -> "a.1"), so look at the raw header row
-            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
-                                 encoding="utf-8", encoding_errors="strict").iloc[0].tolist()
+            # read_csv renames a repeated header name ("a" -> "a.1"), so look at the raw header row first
+            header = _read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+            if len(header) > MAX_COLUMNS:
+                raise SpecError(f"{path}: {len(header):,} columns, over the {MAX_COLUMNS:,} cap")
+            frame = _read_csv(path, dtype=dtype)
+    except _TooBig:
+        raise SpecError(f"{path}: expands to more than {_size(MAX_DECOMPRESSED_BYTES)} once decompressed, over "
+                        f"the cap: use fewer rows or columns, or split the table") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: file is not UTF-8 text") from None
     except pd.errors.EmptyDataError:
         raise SpecError(f"{path}: file has no columns") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
+    except SpecError:
+        raise
+    except (pd.errors.ParserError, ValueError, OSError, EOFError, zlib.error, lzma.LZMAError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"{path}: cannot parse table ({first})") from None
+        raise SpecError(f"{path}: cannot parse table ({first[:200]})") from None
     except Exception as err:  # pyarrow raises its own types for corrupt parquet
         raise SpecError(f"{path}: cannot read table ({type(err).__name__})") from None
     if len(frame) == 0:
@@ -84,6 +174,16 @@ def read_table(path: str | Path, id_column: str | None = None) -> pd.DataFrame:
 # --- checks --------------------------------------------------------------------------------------------
 def _is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+
+
+def is_categorical(m, column: str, s: pd.Series) -> bool:
+    """A column is one-hot encoded when it holds text, or when the spec declares it `categorical`."""
+    return column in m.categorical or not _is_numeric(s)
+
+
+def category_text(s: pd.Series) -> pd.Series:
+    """Values as category names: numbers by `label_str` (1, 1.0 and "1" are one category), the rest as text."""
+    return s.map(label_str) if _is_numeric(s) else s.astype(str)
 
 
 def _not_finite(s: pd.Series) -> int:
@@ -130,20 +230,20 @@ def check_dataset(ds: DatasetLike, source: str = "data") -> None:
                 raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is not in the table")
         for c in m.columns:
             s = table[c]
-            if _is_numeric(s):
+            if not is_categorical(m, c, s):
                 bad = _not_finite(s)
                 if bad:
                     raise SpecError(f"{where}: column '{c}' has infinite or huge values (|x| > {HUGE:.0e}) in "
                                     f"{bad} row(s): clear or rescale them")
                 continue
-            n_bad, examples = _numeric_typos(s)
+            n_bad, examples = (0, []) if c in m.categorical else _numeric_typos(s)
             if n_bad:
                 shown = ", ".join(f"'{e}'" for e in examples)
-                raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is numbers except for {n_bad} "
+                raise SpecError(f"{where}: column '{c}' of modality '{m.display}' is numbers except for {n_bad} "
                                 f"value(s) such as {shown}, which would make it categorical: clear those cells "
-                                f"(empty = missing) or remove thousands separators; the spec has no categorical "
-                                f"declaration, so to use it as categories give every value a non-numeric form")
-            n_cat = s.dropna().astype(str).nunique()
+                                f"(empty = missing) or remove thousands separators, or, if its values are "
+                                f"categories, list it under 'categorical' of that modality in the spec")
+            n_cat = category_text(s.dropna()).nunique()
             if n_cat > MAX_CATEGORIES:
                 raise SpecError(f"{where}: categorical column '{c}' of modality '{m.name}' has {n_cat:,} distinct "
                                 f"values, over the {MAX_CATEGORIES:,} cap (one input per value): group rare "
@@ -189,7 +289,8 @@ def check_dataset(ds: DatasetLike, source: str = "data") -> None:
     cells = 0
     for m in spec.modalities:
         table = frame if m.kind == "tabular" else ds.sequences[m.name]
-        width = sum(1 if _is_numeric(table[c]) else table[c].dropna().astype(str).nunique() + 1 for c in m.columns)
+        width = sum(category_text(table[c].dropna()).nunique() + 1 if is_categorical(m, c, table[c]) else 1
+                    for c in m.columns)
         steps = 1 if m.kind == "tabular" else min(MAX_SEQ_LEN, int(table.groupby(m.key).size().max()))
         cells += len(frame) * steps * width
     if cells > MAX_INPUT_CELLS:

@@ -101,6 +101,14 @@ BAD = [
     (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "outcome", "--rates", "1.5"], "--rates"),
     (["mnar", "--dataset", "synthetic", "--modality", "labs", "--task", "outcome", "--rates", "nan"], "--rates"),
     (["explain", "--checkpoint", "x"], "--record"),
+    (["faithfulness", "--checkpoint", "x", "--seed", "-1"], "--seed"),
+    (["faithfulness", "--checkpoint", "x", "--seed", str(2**32)], "--seed"),
+    (["faithfulness", "--checkpoint", "x", "--records", "0"], "--records"),
+    (["faithfulness", "--checkpoint", "x", "--records", "1e3"], "--records"),
+    (["acquire", "--checkpoint", "x", "--k", "0"], "--k"),
+    (["acquire", "--checkpoint", "x", "--k", str(10**9)], "--k"),
+    (["acquire", "--checkpoint", "x", "--evaluate", "--records", "-5"], "--records"),
+    (["acquire", "--checkpoint", "x", "--seed", "abc"], "--seed"),
 ]
 
 
@@ -177,6 +185,9 @@ def test_names_as_people_write_them_work_end_to_end(capsys, slide_named):
     assert len(tr["steps"]) == 6 and tr["steps"][0] == "prior"
     ev = run_json(capsys, "evaluate", "--checkpoint", str(out), *src)
     assert ev["records"] == 60 and set(ev["tasks"]) == {t["name"] for t in d["tasks"]}
+    assert main(["evaluate", "--checkpoint", str(out), *src]) == 0     # text output: the names as written
+    text = capsys.readouterr().out
+    assert "Death (1 yr)" in text and "liver panel" in text and "Stage (I–IV)" in text
     ex = run_json(capsys, "explain", "--checkpoint", str(out), *src, "--record", "p 1", "--task", "Death (1 yr)")
     death = d["tasks"][0]["name"]
     assert list(ex["tasks"]) == [death]
@@ -184,9 +195,75 @@ def test_names_as_people_write_them_work_end_to_end(capsys, slide_named):
     assert "liver panel" in story or "Week 20 CD4" in story       # sentences name modalities as written
     cv = run_json(capsys, "compare", *src, "--folds", "2", "--epochs", "1")
     assert set(cv["tasks"]) == {t["name"] for t in d["tasks"]}
+    assert main(["compare", *src, "--folds", "2", "--epochs", "1"]) == 0
+    assert "Death (1 yr)" in capsys.readouterr().out
     mn = run_json(capsys, "mnar", *src, "--modality", "liver panel", "--task", "Death (1 yr)", "--rates", "0,0.5",
                   "--folds", "1", "--epochs", "1")
     assert {r["rate"] for r in mn["results"]} == {0.0, 0.5}
     rule = run_json(capsys, "mnar", *src, "--modality", "liver panel", "--task", "Death (1 yr)", "--rule",
                     "--folds", "1", "--epochs", "1", "--rates", "0")
     assert rule["results"]
+
+
+# --- files a spec names stay in its folder; errors inside the MNAR experiment are one line -------------------
+def _small_case(tmp_path, n=40, positives=None, table="visits.csv"):
+    import pandas as pd
+    import yaml
+    rng = np.random.default_rng(0)
+    y = np.zeros(n, dtype=int)
+    y[: (n // 2 if positives is None else positives)] = 1
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": rng.normal(size=n), "b": rng.normal(size=n),
+                  "label": y}).to_csv(tmp_path / "d.csv", index=False)
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "t": 0, "v": rng.normal(size=n)}).to_csv(
+        tmp_path / "visits.csv", index=False)
+    spec = {"name": "s", "id_column": "id", "modalities": [
+        {"name": "va", "columns": ["a"]}, {"name": "vb", "columns": ["b"]},
+        {"name": "seq", "kind": "sequence", "table": table, "key": "id", "time_column": "t", "columns": ["v"]}],
+        "tasks": [{"name": "event", "column": "label", "type": "binary"}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    return ["--data", str(tmp_path / "d.csv"), "--spec", str(tmp_path / "spec.yaml")]
+
+
+def _refused(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("where", ["../outside.csv", "sub/../../outside.csv", "ABSOLUTE", "link.csv"])
+def test_sequence_tables_outside_the_spec_folder_are_refused(capsys, tmp_path, where):
+    import shutil
+    folder = tmp_path / "spec_dir"
+    folder.mkdir()
+    _small_case(folder)
+    shutil.copy(folder / "visits.csv", tmp_path / "outside.csv")        # a readable file: only the path is wrong
+    if where == "link.csv":
+        (folder / "link.csv").symlink_to(tmp_path / "outside.csv")      # a link inside that leads out
+    table = str(tmp_path / "outside.csv") if where == "ABSOLUTE" else where
+    src = _small_case(folder, table=table)
+    for command in (["describe"], ["train", "--epochs", "1", "--out", str(tmp_path / "ck")]):
+        err = _refused(capsys, [*command, *src])
+        assert "outside the spec's folder" in err and table in err and "'seq'" in err
+    assert not (tmp_path / "ck").exists()
+    inside = _small_case(folder, table="visits.csv")                   # the same data from inside loads
+    assert main(["describe", *inside]) == 0
+
+
+def test_mnar_splits_that_lack_a_class_are_one_line(capsys, tmp_path):
+    src = _small_case(tmp_path, n=14, positives=2)
+    for folds in ("1", "2"):
+        err = _refused(capsys, ["mnar", *src, "--modality", "va", "--task", "event", "--folds", folds,
+                                "--epochs", "1", "--rates", "0.5"])
+        assert "has no record of class '1'" in err and "task 'event'" in err
+
+
+def test_errors_inside_run_mnar_are_one_line(capsys, tmp_path, monkeypatch):
+    import mmn_core.experiments as X
+
+    def broken(*a, **k):
+        raise ValueError("Found array with 0 sample(s)\nwhile a minimum of 1 is required.")
+    monkeypatch.setattr(X, "run_mnar", broken)
+    src = _small_case(tmp_path)
+    err = _refused(capsys, ["mnar", *src, "--modality", "va", "--task", "event", "--folds", "2", "--epochs", "1"])
+    assert err.startswith("error: mnar:") and "0 sample(s) while a minimum" in err

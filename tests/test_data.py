@@ -242,3 +242,123 @@ def test_synthetic_generator_is_seeded():
     a, b = load_dataset("synthetic", n=50, seed=4), load_dataset("synthetic", n=50, seed=4)
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert not load_dataset("synthetic", n=50, seed=5).frame.equals(a.frame)
+
+
+# --- a numeric column declared categorical ------------------------------------------------------------------
+def test_declared_categorical_numbers_are_one_hot(tmp_path):
+    """Codes such as 1/2/3 listed under `categorical` become categories (1, 1.0 and '1' are one), with
+    '(missing)' for a gap; without the declaration the same column is one standardized number."""
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(8)], "code": [1, 2, 3, 1, np.nan, 2, 3, 1],
+                          "x": np.arange(8.0), "y": [0, 1, 0, 1, 0, 1, 0, 1]})
+    frame.to_csv(tmp_path / "d.csv", index=False)       # the gap makes the CSV column float: 1.0, 2.0, 3.0
+    spec = {"name": "c", "id_column": "id", "modalities": [{"name": "m", "columns": ["code", "x"],
+                                                            "categorical": ["code"]}],
+            "tasks": [{"name": "t", "column": "y", "type": "binary"}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    ds = load_data(tmp_path / "d.csv", tmp_path / "spec.yaml")
+    prep = Preprocessor.fit(ds)
+    m = ds.spec.modality("m")
+    assert prep.categories["m"] == {"code": ["1", "2", "3"]} and list(prep.numeric["m"]) == ["x"]
+    assert prep.feature_names(m) == ["code=1", "code=2", "code=3", f"code={MISSING_CAT}", "x"]
+    x = prep.transform(ds).x["m"][:, :4].numpy()
+    expect = np.zeros((8, 4), dtype=np.float32)
+    for i, v in enumerate(frame["code"]):
+        expect[i, 3 if np.isnan(v) else int(v) - 1] = 1
+    np.testing.assert_array_equal(x, expect)
+    assert Preprocessor.from_json(prep.to_json()) == prep
+    spec["modalities"][0]["categorical"] = []
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    plain = Preprocessor.fit(load_data(tmp_path / "d.csv", tmp_path / "spec.yaml"))
+    assert plain.categories["m"] == {} and set(plain.numeric["m"]) == {"code", "x"}
+
+
+def test_declared_categorical_allows_codes_with_text(tmp_path):
+    """A mostly-numeric column with a stray '?' is refused (it would silently turn categorical) unless the
+    spec declares it categorical; the refusal names the declaration as one of the fixes."""
+    from mmn_core import SpecError
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(40)], "code": [str(i % 5) for i in range(39)] + ["?"],
+                          "y": [i % 2 for i in range(40)]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    spec = {"name": "c", "id_column": "id", "modalities": [{"name": "m", "columns": ["code"]}],
+            "tasks": [{"name": "t", "column": "y", "type": "binary"}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match="list it under 'categorical'"):
+        load_data(tmp_path / "d.csv", tmp_path / "spec.yaml")
+    spec["modalities"][0]["categorical"] = ["code"]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    prep = Preprocessor.fit(load_data(tmp_path / "d.csv", tmp_path / "spec.yaml"))
+    assert prep.categories["m"]["code"] == ["0", "1", "2", "3", "4", "?"]
+    spec["modalities"][0]["categorical"] = ["nope"]
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match="categorical column 'nope' of modality 'm' is not one of its columns"):
+        load_data(tmp_path / "d.csv", tmp_path / "spec.yaml")
+
+
+def test_declared_categorical_counts_against_the_caps(tmp_path, monkeypatch):
+    import mmn_core.validate as V
+    from mmn_core import SpecError
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(50)], "zip": np.arange(10_000, 10_050),
+                          "y": [i % 2 for i in range(50)]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    spec = {"name": "c", "id_column": "id", "modalities": [{"name": "m", "columns": ["zip"],
+                                                            "categorical": ["zip"]}],
+            "tasks": [{"name": "t", "column": "y", "type": "binary"}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setattr(V, "MAX_CATEGORIES", 49)
+    with pytest.raises(SpecError, match="'zip' .* 50 distinct values, over the 49 cap"):
+        load_data(tmp_path / "d.csv", tmp_path / "spec.yaml")
+    monkeypatch.setattr(V, "MAX_CATEGORIES", 1000)
+    monkeypatch.setattr(V, "MAX_INPUT_CELLS", 50 * 51 - 1)   # 50 records x (50 zips + '(missing)')
+    with pytest.raises(SpecError, match="model input would have 2,550 values"):
+        load_data(tmp_path / "d.csv", tmp_path / "spec.yaml")
+
+
+# --- compressed tables: bounded while they expand --------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".csv.xz", ".zip"])
+def test_compressed_tables_load_and_are_capped_while_expanding(tmp_path, monkeypatch, suffix):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    import mmn_core.validate as V
+    from mmn_core import SpecError
+    text = ("id,x,y\n" + "".join(f"r{i},{i % 7},{i % 2}\n" for i in range(20_000))).encode()
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("d.csv", text)
+    else:
+        path.write_bytes({".csv.gz": gzip.compress, ".csv.bz2": bz2.compress, ".csv.xz": lzma.compress}[suffix](text))
+    assert path.stat().st_size < (len(text) - 1) / 2       # the file itself is well under the cap set below
+    spec = {"name": "c", "id_column": "id", "modalities": [{"name": "m", "columns": ["x"]}],
+            "tasks": [{"name": "t", "column": "y", "type": "binary"}]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert len(load_data(path, tmp_path / "spec.yaml")) == 20_000
+    monkeypatch.setattr(V, "MAX_DECOMPRESSED_BYTES", len(text) - 1)      # the file is small; its content is not
+    with pytest.raises(SpecError) as err:
+        load_data(path, tmp_path / "spec.yaml")
+    msg = str(err.value)
+    assert str(path) in msg and "once decompressed" in msg and "\n" not in msg
+
+
+def test_zip_with_two_tables_and_over_wide_tables_are_refused(tmp_path, monkeypatch):
+    import zipfile
+
+    import mmn_core.validate as V
+    from mmn_core import SpecError
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+        z.writestr("a.csv", "x\n1\n")
+        z.writestr("b.csv", "x\n2\n")
+    with pytest.raises(SpecError, match="exactly one table, found 2 files"):
+        V.read_table(tmp_path / "d.zip")
+    monkeypatch.setattr(V, "MAX_COLUMNS", 3)
+    (tmp_path / "w.csv").write_text("a,b,c,d\n1,2,3,4\n")
+    with pytest.raises(SpecError, match="4 columns, over the 3 cap"):
+        V.read_table(tmp_path / "w.csv")
+    pd.DataFrame({c: [1] for c in "abcd"}).to_parquet(tmp_path / "w.parquet")
+    with pytest.raises(SpecError, match="4 columns, over the 3 cap"):
+        V.read_table(tmp_path / "w.parquet")
+    monkeypatch.setattr(V, "MAX_DECOMPRESSED_BYTES", 10)
+    with pytest.raises(SpecError, match="once decompressed"):
+        V.read_table(tmp_path / "w.parquet")

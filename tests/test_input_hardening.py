@@ -2,7 +2,9 @@
 
 A seeded generator builds small valid (table, spec, args) cases and injects one fault each: out-of-range CLI
 values, cohorts too small for the split or the folds, inf / huge numbers, a stray '?' in a numeric column,
-too many categories, duplicated columns, deeply nested specs, broken files. Every case runs `python -m mmn_core`'s
+too many categories, duplicated columns, deeply nested specs, broken files, duplicate YAML keys, sequence tables
+outside the spec's folder, compressed tables that expand past the cap, over-wide tables, MNAR splits that lack
+a class. Every case runs `python -m mmn_core`'s
 `main` in a child forked from this process (the engine is already imported, so a case costs milliseconds) under
 RLIMIT_AS and a wall-clock timeout; stderr comes back through a pipe. Valid-but-unusual cases must still exit 0.
 """
@@ -28,7 +30,7 @@ import mmn_core.train  # noqa: F401
 from mmn_core.cli import main
 
 torch.set_num_threads(1)
-CASES_PER_FAULT = 10          # 35 faults x 10 = 350 malformed cases
+CASES_PER_FAULT = 10          # 45 faults x 10 = 450 malformed cases
 TIMEOUT = 60                  # seconds per case: a hang fails instead of blocking the suite
 
 
@@ -44,8 +46,9 @@ def _mem_limit() -> int:
     return max(3 * 2**30, vm + 3 * 2**29)
 
 
-def run_forked(argv: list[str], timeout: float = TIMEOUT) -> tuple[int, str]:
-    """(exit code, stderr) of main(argv) in a forked child; -9 and a note for a timeout."""
+def run_forked(argv: list[str], timeout: float = TIMEOUT, setup=None) -> tuple[int, str]:
+    """(exit code, stderr) of main(argv) in a forked child; -9 and a note for a timeout. `setup()` runs in the
+    child first (e.g. to lower a cap so a small file can stand in for a huge one)."""
     limit = _mem_limit()
     r, w = os.pipe()
     pid = os.fork()
@@ -56,6 +59,8 @@ def run_forked(argv: list[str], timeout: float = TIMEOUT) -> tuple[int, str]:
             sys.stderr = os.fdopen(w, "w", buffering=1)
             sys.stdout = open(os.devnull, "w")
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if setup is not None:
+                setup()
             code = main(argv)
         except BaseException:   # noqa: BLE001 - an escaped exception is exactly what the test must see
             import traceback
@@ -116,9 +121,11 @@ class Case:
         self.commands = ["train", "compare", "describe"]
         self.data_bytes: bytes | None = None
         self.spec_text: str | None = None
+        self.data_name = "data.csv"
+        self.setup = None                  # run in the child before main (see run_forked)
 
     def write(self, folder: Path) -> tuple[Path, Path]:
-        data, spec = folder / "data.csv", folder / "spec.yaml"
+        data, spec = folder / self.data_name, folder / "spec.yaml"
         data.write_bytes(self.data_bytes if self.data_bytes is not None
                          else self.frame.to_csv(index=False).encode("utf-8"))
         spec.write_text(self.spec_text if self.spec_text is not None
@@ -134,7 +141,9 @@ def argv_for(command: str, data: Path, spec: Path, folder: Path, extra: list[str
             "compare": ["compare", "--folds", "2", "--epochs", "1"],
             "describe": ["describe"],
             "mnar": ["mnar", "--modality", "vitals", "--task", "event", "--folds", "2", "--epochs", "1"],
-            "explain": ["explain", "--checkpoint", str(folder / "ck")]}[command]
+            "explain": ["explain", "--checkpoint", str(folder / "ck")],
+            "faithfulness": ["faithfulness", "--checkpoint", str(folder / "ck")],
+            "acquire": ["acquire", "--checkpoint", str(folder / "ck")]}[command]
     argv = base + ["--data", str(data), "--spec", str(spec)]
     # a later repeated option overrides the default one above (argparse keeps the last)
     return argv + extra
@@ -323,6 +332,77 @@ def s_unknown_column(case):
     case.spec["modalities"][0]["columns"].append("no such column")
 
 
+def a_explain_ranges(case):
+    bad = [["--seed", "-1"], ["--seed", str(2**32)], ["--records", "0"], ["--records", "-3"], ["--records", "x"],
+           ["--k", "0"], ["--k", str(10**9)], ["--k", "1.5"]]
+    case.args = bad[int(case.rng.integers(0, len(bad)))]
+    case.commands = ["acquire"] if case.args[0] == "--k" else ["faithfulness", "acquire"]
+
+
+def t_mnar_split_lacks_a_class(case):
+    y = np.zeros(len(case.frame), dtype=int)
+    y[case.pick_row()] = 1                          # one positive: some part of the one split has none
+    case.frame["label"] = y
+    case.args = ["--folds", "1", "--rates", "0.5"]
+    case.commands = ["mnar"]
+
+
+def _cap(attr: str, value: int):
+    def setup():
+        import mmn_core.validate as V
+        setattr(V, attr, value)
+    return setup
+
+
+def t_compressed_past_the_cap(case):
+    import bz2
+    import gzip
+    import lzma
+    text = case.frame.to_csv(index=False).encode("utf-8")
+    case.data_name, pack = [("data.csv.gz", gzip.compress), ("data.csv.bz2", bz2.compress),
+                            ("data.csv.xz", lzma.compress)][int(case.rng.integers(0, 3))]
+    case.data_bytes = pack(text)
+    case.setup = _cap("MAX_DECOMPRESSED_BYTES", len(text) // int(case.rng.integers(2, 5)))
+
+
+def t_zip_with_two_tables(case):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.csv", case.frame.to_csv(index=False))
+        z.writestr("b.csv", case.frame.to_csv(index=False))
+    case.data_name, case.data_bytes = "data.zip", buf.getvalue()
+
+
+def t_too_many_columns(case):
+    wide = pd.DataFrame(0, index=case.frame.index, columns=[f"w{i}" for i in range(20_001)])
+    case.data_bytes = pd.concat([case.frame, wide], axis=1).to_csv(index=False).encode("utf-8")
+
+
+def s_duplicate_key(case):
+    text = yaml.safe_dump(case.spec, allow_unicode=True, sort_keys=False)
+    variants = [text + "name: again\n",                                              # top level
+                text.replace("- name: vitals\n", "- name: vitals\n  name: again\n", 1),  # inside a modality
+                text.replace("type: binary", "type: binary\n  type: regression", 1)]    # inside a task
+    case.spec_text = variants[int(case.rng.integers(0, len(variants)))]
+
+
+def s_sequence_table_outside(case):
+    table = ["../data.csv", "/etc/hostname", "sub/../../data.csv", "../../../../../../etc/passwd"]
+    case.spec["modalities"].append({"name": "visits", "kind": "sequence", "key": "id", "time_column": "target",
+                                    "columns": [case.num], "table": table[int(case.rng.integers(0, len(table)))]})
+
+
+def s_blank_name(case):
+    blank = ["", " ", "\t", "  \n "][int(case.rng.integers(0, 4))]
+    case.spec["modalities"][int(case.rng.integers(0, 2))]["name"] = blank
+
+
+def s_categorical_not_a_column(case):
+    case.spec["modalities"][0]["categorical"] = ["no such column"]
+
+
 FAULTS = [f for name, f in sorted(globals().items()) if name[:2] in ("a_", "t_", "s_") and callable(f)]
 for _name, _f in list(globals().items()):
     if _name[:2] == "a_" and callable(_f):
@@ -336,11 +416,11 @@ def _make(fault, i: int, folder: Path):
     fault(case)
     data, spec = case.write(folder)
     command = case.commands[i % len(case.commands)]
-    return argv_for(command, data, spec, folder, case.args), command
+    return argv_for(command, data, spec, folder, case.args), command, case.setup
 
 
-def check_refused(argv: list[str]) -> str:
-    code, err = run_forked(argv)
+def check_refused(argv: list[str], setup=None) -> str:
+    code, err = run_forked(argv, setup=setup)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err and lines[0].startswith("error: "), \
         (argv, code, err[-3000:])
@@ -352,8 +432,8 @@ def test_hostile_input_exits_2_with_one_line(fault, tmp_path):
     for i in range(CASES_PER_FAULT):
         folder = tmp_path / str(i)
         folder.mkdir()
-        argv, command = _make(fault, i, folder)
-        line = check_refused(argv)                  # exit 2, exactly one stderr line, no traceback
+        argv, command, setup = _make(fault, i, folder)
+        line = check_refused(argv, setup)           # exit 2, exactly one stderr line, no traceback
         assert line.startswith("error: ") and len(line) > len("error: ") + 10, (command, line)
 
 
@@ -373,7 +453,7 @@ def test_messages_name_the_problem(tmp_path):
         folder = tmp_path / fault.__name__
         folder.mkdir()
         data, spec = case.write(folder)
-        return case, check_refused(argv_for(command, data, spec, folder, case.args))
+        return case, check_refused(argv_for(command, data, spec, folder, case.args), case.setup)
 
     case, msg = message(t_stray_text_in_numbers)
     assert case.num in msg and "categorical" in msg and "data.csv" in msg
@@ -391,6 +471,24 @@ def test_messages_name_the_problem(tmp_path):
     assert "class" in msg and "folds" in msg
     _, msg = message(t_rows_under_folds, "compare")
     assert "folds" in msg
+    _, msg = message(s_duplicate_key)
+    assert "appears twice" in msg and "line " in msg
+    _, msg = message(s_sequence_table_outside)
+    assert "outside the spec's folder" in msg and "'visits'" in msg
+    _, msg = message(t_compressed_past_the_cap)
+    assert "once decompressed" in msg and "data.csv." in msg
+    _, msg = message(t_zip_with_two_tables)
+    assert "exactly one table" in msg
+    _, msg = message(t_too_many_columns)
+    assert "20,0" in msg and "columns, over the 20,000 cap" in msg
+    _, msg = message(t_mnar_split_lacks_a_class, "mnar")
+    assert "has no record of class" in msg
+    _, msg = message(s_blank_name)
+    assert "name is empty" in msg
+    _, msg = message(s_categorical_not_a_column)
+    assert "no such column" in msg and "not one of its columns" in msg
+    _, msg = message(a_explain_ranges, "acquire")
+    assert "--" in msg and ("must be between" in msg or "whole number" in msg)
 
 
 def test_child_memory_is_bounded():
@@ -442,3 +540,29 @@ def test_unusual_but_valid_values_work(tmp_path):
     data, spec = many.write(folder)
     code, err = run_forked(argv_for("describe", data, spec, folder, []))
     assert code == 0, err
+
+
+def test_slide_names_compressed_input_and_declared_codes_work(tmp_path):
+    """Valid but unusual: names as people write them, a gzip table, numeric codes declared categorical."""
+    import gzip
+    case = Case(np.random.default_rng(4), n=50)
+    case.frame["code"] = case.rng.integers(1, 4, len(case.frame))
+    case.spec["modalities"][0]["name"] = "Vital signs (day 1)"
+    case.spec["modalities"][1]["name"] = "train"                     # a name torch reserves
+    case.spec["modalities"][1]["columns"].append("code")
+    case.spec["modalities"][1]["categorical"] = ["code"]
+    case.spec["tasks"][0]["name"] = "Death (1 yr)"
+    case.data_name = "data.csv.gz"
+    case.data_bytes = gzip.compress(case.frame.to_csv(index=False).encode("utf-8"))
+    data, spec = case.write(tmp_path)
+    for argv in (argv_for("describe", data, spec, tmp_path, []),
+                 argv_for("train", data, spec, tmp_path, []),
+                 argv_for("compare", data, spec, tmp_path, []),
+                 argv_for("mnar", data, spec, tmp_path, ["--modality", "Vital signs (day 1)", "--task",
+                                                         "Death (1 yr)", "--rates", "0,0.5"])):
+        code, err = run_forked(argv)
+        assert code == 0, (argv[0], err[-2000:])
+    from mmn_core.checkpoint import load
+    trained = load(tmp_path / "ck")
+    assert [m.display for m in trained.spec.modalities] == ["Vital signs (day 1)", "train"]
+    assert trained.prep.categories[trained.spec.modalities[1].name]["code"] == ["1", "2", "3"]

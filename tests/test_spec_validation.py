@@ -452,3 +452,27 @@ def test_keys_are_readable_where_they_can_be():
     assert derive_key("Blutdruck ä") == "blutdruck_a"
     assert derive_key("labs") == "labs"                              # a key as written stays as it is
     assert derive_key("liver panel", {"liver_panel"}).startswith("liver_panel_")
+
+
+@pytest.mark.parametrize("text,key,line", [
+    ("name: a\nname: b\nmodalities: []\ntasks: []\n", "name", 2),
+    ("name: a\nmodalities:\n  - name: x\n    columns: [a]\n    columns: [b]\ntasks: []\n", "columns", 5),
+    ("name: a\nmodalities: []\ntasks:\n  - {name: t, column: y, type: binary, type: regression}\n", "type", 4),
+])
+def test_duplicate_yaml_keys_are_refused_naming_the_key(text, key, line, tmp_path):
+    """YAML keeps the last of two equal keys without a word; the spec loader refuses and names it."""
+    from mmn_core.spec import load_spec
+    (tmp_path / "spec.yaml").write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "spec.yaml")
+    msg = str(err.value)
+    assert f"key '{key}' appears twice" in msg and f"line {line}" in msg and "\n" not in msg
+
+
+def test_merge_keys_and_anchors_still_load(tmp_path):
+    from mmn_core.spec import load_spec
+    (tmp_path / "spec.yaml").write_text(
+        "name: a\nmodalities:\n  - &m {name: x, columns: [a], description: shared}\n"
+        "  - <<: *m\n    name: y\n    columns: [b]\ntasks:\n  - {name: t, column: c, type: binary}\n")
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.modality_names == ["x", "y"] and spec.modality("y").description == "shared"

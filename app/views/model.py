@@ -141,18 +141,26 @@ elif src == sources[2]:
         histories: dict[str, list] = {}
         out_dirs = {}
         folder = U.private_dir(U.CACHE_DIR / "trained") / uuid.uuid4().hex[:12]
-        for i, kind in enumerate(kinds):
-            histories[kind] = []
+        try:
+            for i, kind in enumerate(kinds):
+                histories[kind] = []
 
-            def progress(row, kind=kind, i=i):
-                histories[kind].append(row)
-                frac = (i + row["epoch"] / row["epochs"]) / len(kinds)
-                bar.progress(min(frac, 1.0), text=f"{R.MODEL_NAMES[kind]}: epoch {row['epoch']}, "
-                                                  f"validation loss {row.get('val_loss', float('nan')):.4f}")
-                chart.plotly_chart(F.history_chart(histories), config={"displayModeBar": False})
+                def progress(row, kind=kind, i=i):
+                    histories[kind].append(row)
+                    frac = (i + row["epoch"] / row["epochs"]) / len(kinds)
+                    bar.progress(min(frac, 1.0), text=f"{R.MODEL_NAMES[kind]}: epoch {row['epoch']}, "
+                                                      f"validation loss {row.get('val_loss', float('nan')):.4f}")
+                    chart.plotly_chart(F.history_chart(histories), config={"displayModeBar": False})
 
-            trained = train_model(ds, kind, mconfig, config, progress=progress)
-            out_dirs[kind] = str(save(trained, folder / f"{name}-{kind}"))
+                trained = train_model(ds, kind, mconfig, config, progress=progress)
+                out_dirs[kind] = str(save(trained, folder / f"{name}-{kind}"))
+        except (ValueError, CheckpointError, OSError, RuntimeError, MemoryError) as err:
+            # a failure, not an interruption (a Cancel click or a rerun never reaches here): say why, once
+            ss.pop("_md_training", None)
+            bar.empty()
+            show_error(err if str(err) else type(err).__name__, "Training failed; the previous model is still "
+                       "the active one: ")
+            st.stop()
         ss.pop("_md_training", None)
         entry = dict(models.get(name) or (R.default_models(name) if not up else {}))
         entry.update(out_dirs)
