@@ -31,6 +31,7 @@ from mmn_core import load, load_dataset  # noqa: E402
 from mmn_core.acquire import evaluate_all_tasks  # noqa: E402
 from mmn_core.datasets import bundled_names  # noqa: E402
 from mmn_core.faithfulness import cohort_faithfulness  # noqa: E402
+from mmn_core.faithfulness_features import feature_faithfulness  # noqa: E402
 from mmn_core.fmt import json_safe, number  # noqa: E402
 from mmn_core.threads import use_threads  # noqa: E402
 from mmn_core.value_attribution import value_vs_presence  # noqa: E402
@@ -110,6 +111,18 @@ def acquire_unit(trained, ds, records, seed, rng):
     return {"tasks": out, "seconds": time.perf_counter() - t0}
 
 
+def feature_unit(trained, data, task, modality, records, seed, rng):
+    t0 = time.perf_counter()
+    rep = feature_faithfulness(trained, data, task, modality, records=records, seed=seed, random_orders=8,
+                               n_perturb=5, rows=test_rows(trained, data))
+    per = rep.per_record
+    return {"records": rep.records, "columns": rep.columns,
+            "deletion_aopc": {m: ci(v, rng) for m, v in per["aopc"].items()},
+            "infidelity": {m: ci(v, rng) for m, v in per["infidelity"].items()},
+            "sensitivity_max": {m: ci(v, rng) for m, v in per["sensitivity_max"].items()},
+            "settings": rep.settings, "seconds": time.perf_counter() - t0}
+
+
 def fmt_ci(v, digits=3):
     if v is None:
         return "–"
@@ -128,8 +141,9 @@ def markdown(res) -> str:
              f"(the randomization cascade on the first 32 of them); acquire validation on up to "
              f"{cfg['acquire_records']} held-out records. Brackets: bootstrap 95% intervals (records; acquire "
              "Spearman and slope over (record, modality) pairs).", "",
-             f"Machine: {cfg['machine']}; 1-minute load {cfg.get('load_before', '–')} before, "
-             f"{cfg.get('load_after', '–')} after; total {number(cfg.get('seconds', float('nan')), 0)} s of "
+             f"Machine: {cfg['machine']}; 1-minute load before → after each invocation: "
+             + ", ".join(f"{r['load_before']} → {r['load_after']} ({number(r['seconds_this_run'], 0)} s wall)"
+                         for r in cfg.get("runs", [])) + f"; total {number(cfg.get('seconds', float('nan')), 0)} s of "
              "computation (sum over units; a resumed run adds the units of earlier invocations).", "",
              "Reading the figures. **Deletion AOPC**: mean drop of the output toward the prediction as the "
              "method's top-k modalities are removed (larger = the ranking finds what the model uses); "
@@ -172,6 +186,25 @@ def markdown(res) -> str:
                 lines.append(f"| {task} | {a['pairs']} | {fmt_ci(a['spearman'])} | {number(a['baseline_spearman'], 3)} "
                              f"| {fmt_ci(a['top1_hit_rate'])} | {fmt_ci(a['baseline_top1_hit_rate'])} | "
                              f"{number(a['chance_top1_hit_rate'], 3)} | {fmt_ci(a['calibration_slope'], 2)} |")
+        feats = res.get("features", {}).get(ds)
+        if feats:
+            task = next(iter(feats.values()))["task"]
+            lines += ["", f"Feature level inside each modality (task {task}; columns replaced by their training "
+                      "mean in attribution order vs 8 random orders; Captum infidelity normalized, lower = more "
+                      "faithful; Captum max-sensitivity at radius 0.02, lower = more stable):", "",
+                      "| model | modality | columns | AOPC IG | AOPC ablation | AOPC random | infidelity IG | "
+                      "infidelity ablation | infidelity random | max-sens. IG | max-sens. ablation |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            for kind, f in feats.items():
+                for mod, u in f["modalities"].items():
+                    if "error" in u:
+                        lines.append(f"| {kind} | {mod} | {u['error']} | | | | | | | | |")
+                        continue
+                    a, i, sm = u["deletion_aopc"], u["infidelity"], u["sensitivity_max"]
+                    lines.append(f"| {kind} | {mod} | {len(u['columns'])} | {fmt_ci(a['ig'])} | "
+                                 f"{fmt_ci(a['ablation'])} | {fmt_ci(a['random'])} | {fmt_ci(i['ig'], 2)} | "
+                                 f"{fmt_ci(i['ablation'], 2)} | {fmt_ci(i['random'], 2)} | {fmt_ci(sm['ig'], 2)} | "
+                                 f"{fmt_ci(sm['ablation'], 2)} |")
         lines.append("")
     lines += ["## Summary computed from the figures", "", *summary(res), ""]
     return "\n".join(lines)
@@ -211,6 +244,7 @@ def main():
     ap.add_argument("--records", type=int, default=300)
     ap.add_argument("--acquire-records", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--features-records", type=int, default=60, help="0: skip the feature-level part")
     ap.add_argument("--fresh", action="store_true")
     args = ap.parse_args()
     use_threads()
@@ -218,9 +252,13 @@ def main():
     if res.get("config", {}).get("records") != args.records:
         res = {}
     res.setdefault("datasets", {})
+    old = res.get("config", {})
+    runs = old.get("runs") or ([{k: old.get(k) for k in ("load_before", "load_after", "seconds_this_run")}]
+                               if "seconds_this_run" in old else [])
     res["config"] = {"records": args.records, "acquire_records": args.acquire_records, "seed": args.seed,
+                     "features_records": args.features_records,
                      "machine": f"{os.cpu_count()} logical CPUs, Python {platform.python_version()}",
-                     "load_before": round(os.getloadavg()[0], 1)}
+                     "load_before": round(os.getloadavg()[0], 1), "runs": runs}
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
 
@@ -247,11 +285,29 @@ def main():
                 res.setdefault("acquire_seconds", {})[name] = acq["seconds"]
                 print(f"{name} acquire: {acq['seconds']:.1f} s", file=sys.stderr, flush=True)
                 save()
+            if args.features_records > 0:
+                task = trained.model.tasks[0].name
+                f = res.setdefault("features", {}).setdefault(name, {}).setdefault(
+                    kind, {"task": task, "records": args.features_records, "modalities": {}})
+                for m in trained.model.modality_names:
+                    if m in f["modalities"]:
+                        continue
+                    try:
+                        f["modalities"][m] = feature_unit(trained, data, task, m, args.features_records,
+                                                          args.seed, rng)
+                    except ValueError as e:            # e.g. no held-out record has the modality
+                        f["modalities"][m] = {"error": str(e), "seconds": 0.0}
+                    print(f"{name} {kind} features {m}: {f['modalities'][m]['seconds']:.1f} s", file=sys.stderr,
+                          flush=True)
+                    save()
     res["config"]["seconds_this_run"] = time.perf_counter() - start
     res["config"]["seconds"] = sum(res.get("acquire_seconds", {}).values()) + sum(
         u["seconds"] for tasks in res["datasets"].values() for models in tasks.values()
-        for k, u in models.items() if k != "acquire")
+        for k, u in models.items() if k != "acquire") + sum(
+        u["seconds"] for kinds in res.get("features", {}).values() for f in kinds.values()
+        for u in f["modalities"].values())
     res["config"]["load_after"] = round(os.getloadavg()[0], 1)
+    res["config"]["runs"].append({k: res["config"][k] for k in ("load_before", "load_after", "seconds_this_run")})
     save()
     md = markdown(res)
     if OUT_MD.exists() and KEEP in OUT_MD.read_text():
