@@ -123,12 +123,19 @@ def feature_unit(trained, data, task, modality, records, seed, rng):
             "settings": rep.settings, "seconds": time.perf_counter() - t0}
 
 
+def _sig(v) -> str:
+    """Two significant digits (infidelity spans 1e-7 … 1e-1; fmt.number would print most as 0.000)."""
+    return number(v) if v is None or not np.isfinite(v) or v == 0 else f"{v:.2g}"
+
+
 def fmt_ci(v, digits=3):
+    """'m [lo, hi]'; digits=None: two significant digits."""
+    one = _sig if digits is None else (lambda x: number(x, digits))
     if v is None:
         return "–"
     if not isinstance(v, list):
-        return number(v, digits)
-    return f"{number(v[0], digits)} [{number(v[1], digits)}, {number(v[2], digits)}]"
+        return one(v)
+    return f"{one(v[0])} [{one(v[1])}, {one(v[2])}]"
 
 
 def markdown(res) -> str:
@@ -202,8 +209,8 @@ def markdown(res) -> str:
                         continue
                     a, i, sm = u["deletion_aopc"], u["infidelity"], u["sensitivity_max"]
                     lines.append(f"| {kind} | {mod} | {len(u['columns'])} | {fmt_ci(a['ig'])} | "
-                                 f"{fmt_ci(a['ablation'])} | {fmt_ci(a['random'])} | {fmt_ci(i['ig'], 2)} | "
-                                 f"{fmt_ci(i['ablation'], 2)} | {fmt_ci(i['random'], 2)} | {fmt_ci(sm['ig'], 2)} | "
+                                 f"{fmt_ci(a['ablation'])} | {fmt_ci(a['random'])} | {fmt_ci(i['ig'], None)} | "
+                                 f"{fmt_ci(i['ablation'], None)} | {fmt_ci(i['random'], None)} | {fmt_ci(sm['ig'], 2)} | "
                                  f"{fmt_ci(sm['ablation'], 2)} |")
         lines.append("")
     lines += ["## Summary computed from the figures", "", *summary(res), ""]
@@ -246,8 +253,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--features-records", type=int, default=60, help="0: skip the feature-level part")
     ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the markdown from the JSON")
     args = ap.parse_args()
     use_threads()
+    if args.report_only:
+        write_md(json.loads(OUT_JSON.read_text()))
+        return
     res = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() and not args.fresh else {}
     if res.get("config", {}).get("records") != args.records:
         res = {}
@@ -309,9 +320,14 @@ def main():
     res["config"]["load_after"] = round(os.getloadavg()[0], 1)
     res["config"]["runs"].append({k: res["config"][k] for k in ("load_before", "load_after", "seconds_this_run")})
     save()
+    write_md(res)
+
+
+def write_md(res) -> None:
     md = markdown(res)
-    if OUT_MD.exists() and KEEP in OUT_MD.read_text():
-        md += "\n" + OUT_MD.read_text()[OUT_MD.read_text().index(KEEP):]
+    old = OUT_MD.read_text() if OUT_MD.exists() else ""
+    if KEEP in old:
+        md += "\n" + old[old.index(KEEP):]
     OUT_MD.write_text(md)
 
 

@@ -85,14 +85,16 @@ def _attribute(s: _Setup, method: str, ig_steps: int):
         return IntegratedGradients(s.forward).attribute(s.inputs, baselines=s.base, additional_forward_args=s.extra,
                                                         n_steps=ig_steps, internal_batch_size=F.ROWS)
     if method == "ablation":
-        return FeatureAblation(s.forward).attribute(s.inputs, baselines=s.base, additional_forward_args=s.extra,
+        attr = FeatureAblation(s.forward).attribute(s.inputs, baselines=s.base, additional_forward_args=s.extra,
                                                     feature_mask=s.mask)
+        # Captum gives every member of a group the group's value: spread it so a group sums to it once
+        sizes = torch.bincount(s.mask.reshape(-1)).to(attr.dtype)
+        return attr / sizes[s.mask].expand_as(attr)
     raise ValueError(f"unknown feature attribution method '{method}' (choose: {', '.join(METHODS)})")
 
 
 def _by_column(s: _Setup, attr: torch.Tensor) -> np.ndarray:
-    """(N, F) / (N, T, F) attributions → (N, C) per spec column (FeatureAblation repeats a group's value on
-    each member: divide by the group size first, as explain.attribute does)."""
+    """(N, F) / (N, T, F) attributions → (N, C) per spec column (one-hot and time steps summed)."""
     a = attr.detach().double().reshape(len(attr), -1)
     g = s.mask.expand_as(s.inputs[:1]).reshape(-1).numpy()
     out = np.zeros((len(a), len(s.columns)))

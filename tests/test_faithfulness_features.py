@@ -89,3 +89,20 @@ def test_planted_lactate_on_bundled_synthetic():
     assert rep.infidelity["ig"] < 0.2 * rep.infidelity["random"]
     top = np.argmax(rep.per_record["attributions"]["ig"], axis=1)
     assert (np.array(rep.columns)[top] == "lactate").mean() > 0.5
+
+
+def test_ablation_on_one_hot_groups_sums_to_the_column_effect():
+    """STAR has one-hot columns: FeatureAblation's group value must be counted once per column."""
+    trained = load("data/checkpoints/star-multimodn")
+    ds = load_dataset("star")
+    data = trained.prep.transform(ds)
+    s = FF._setup(trained, data, "pass3", "demographics", np.arange(8), V.reference_inputs(trained, data))
+    assert s.mask.max() < s.inputs.shape[-1] - 1          # some column spans several inputs
+    cols = FF._by_column(s, FF._attribute(s, "ablation", 8))
+    # ablating column j alone = f(x) − f(x with column j at its reference), in oriented logits
+    g = s.mask[0]
+    with torch.no_grad():
+        full = s.forward(s.inputs, *s.extra).double().numpy()
+        for j in range(len(s.columns)):
+            xm = torch.where((g == j)[None, :], s.base, s.inputs)
+            assert np.allclose(cols[:, j], full - s.forward(xm, *s.extra).double().numpy(), atol=1e-5)
