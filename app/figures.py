@@ -7,7 +7,6 @@ renderer understands a few HTML tags (links included): escaped text is shown lit
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 from typing import Sequence
@@ -15,17 +14,25 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .escape import plotly as _plotly_text
 from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
 
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#0072B2", "#F0E442"]
-TOL_EXTRA = ["#882255", "#999933", "#332288", "#44AA99", "#AA4499", "#661100", "#117733"]
+# Okabe–Ito's hues at lightnesses that reach WCAG AA's 3:1 for graphics on white (its orange, sky blue and yellow
+# were 2.3, 2.3 and 1.3:1): orange → ochre, sky blue → steel blue, blue → navy (to stay apart from steel blue),
+# yellow → lavender (no yellow reaches 3:1). Chosen so that the first ten colours stay apart (CIELAB ΔE ≥ 8) under
+# simulated deuteranopia, protanopia and tritanopia too; tests/test_accessibility.py measures both.
+OKABE_ITO = ["#7F5700", "#2F6380", "#009E73", "#D55E00", "#CA78A5", "#003F62", "#8C6BB1"]
+TOL_EXTRA = ["#882255", "#999933", "#332288", "#3B9484", "#AA4499", "#661100", "#117733"]
 PALETTE = OKABE_ITO + TOL_EXTRA
 PRIOR_COLOR = "#7F7F7F"
 NONE_COLOR = "#B0B0B0"                           # a step without data (not measured)
 LINE_COLOR = "#404040"
 MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
 MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
-OUTCOME_COLORS = ["#C8C8C8", "#404040"]          # cohort map, binary: negative light, positive dark
+# cohort map, binary: negative mid grey, positive black, drawn at OUTCOME_OPACITY: as blended on white, each
+# is ≥ 3:1 against the background and against the other (the old pair, #C8C8C8 / #404040 at 0.55, looked alike)
+OUTCOME_COLORS = ["#767676", "#000000"]
+OUTCOME_OPACITY = 0.8
 CLASS_SCALE = "Cividis"                          # multiclass / regression colouring (colour-blind safe)
 STATE_SCALE = "PuOr"                             # diverging, colour-blind safe
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
@@ -39,7 +46,7 @@ SKIPPED_BY_YOU = "skipped by you"
 # --- text helpers ------------------------------------------------------------------------------------------
 def esc(text) -> str:
     """Text for plotly: '<' and '&' are shown literally instead of being read as markup."""
-    return html.escape(str(text), quote=False)
+    return _plotly_text(text)
 
 
 def wrap(text, width: int = 12) -> str:
@@ -94,11 +101,11 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -
 
 # --- Explorer: the step chart ----------------------------------------------------------------------------------
 def _value_text(task_type: str, v: float, units: str) -> str:
-    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, units)
+    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, esc(units))
 
 
 def _change_text(task_type: str, d: float, units: str) -> str:
-    return points(d) if task_type in ("binary", "multiclass") else signed(d, units)
+    return points(d) if task_type in ("binary", "multiclass") else signed(d, esc(units))
 
 
 def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndarray, skipped: Sequence[bool], *,
@@ -276,7 +283,7 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
             hovers.append(f"<b>{name}</b><br>{reason}, no contribution")
             ticktext.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}")
         else:
-            texts.append(points(v) if percent else signed(v, units))
+            texts.append(points(v) if percent else signed(v, esc(units)))
             hovers.append(f"<b>{name}</b><br>{texts[-1]}")
             ticktext.append(name)
     ylab = [esc(l) for l in labels]
@@ -368,7 +375,8 @@ def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type:
             sel = known & (cohort_values == c)
             name = cls[c] if c < len(cls) else str(c)
             fig.add_trace(go.Scattergl(x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
-                                       marker=dict(size=4, color=palette[c], opacity=0.55),
+                                       marker=dict(size=4, color=palette[c],
+                                                   opacity=OUTCOME_OPACITY if n_cls == 2 else 0.55),
                                        name=f"actual: {esc(name)}", hoverinfo="skip"))
     sk = np.asarray(skipped, dtype=bool)
     mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
@@ -563,3 +571,248 @@ def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric) + " on the test set")
     return _layout(fig, "Performance as missingness becomes more informative", height=440,
                    legend=dict(orientation="h", yanchor="top", y=-0.2))
+
+
+# --- how much to trust this; what to measure next; faithfulness per method -------------------------------------
+def _shown(task_type: str, v) -> np.ndarray:
+    """Values as drawn: probabilities in %, regression as is."""
+    return np.asarray(v, dtype=float) * (100.0 if task_type in ("binary", "multiclass") else 1.0)
+
+
+def _value_axis(task_type: str, units: str, what: str = "Prediction") -> dict:
+    if task_type in ("binary", "multiclass"):
+        return dict(title=dict(text=f"{what} (%)"), ticksuffix="%", range=[-4, 104])
+    return dict(title=dict(text=f"{what} ({esc(units)})" if units else what))
+
+
+def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion: np.ndarray, random: np.ndarray,
+                colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
+                method_label: str = "Exact Shapley order", height: int = 260) -> go.Figure:
+    """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
+    order (solid; each dot in the removed modality's colour, its name in the hover and, for the first two,
+    beside the dot) against the mean over random orders (dashed).
+    deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
+    d, r = _shown(task_type, deletion), _shown(task_type, random)
+    p = len(d) - 1
+    if len(r) != p + 1 or len(removed) != p or len(removed_labels) != p:
+        raise ValueError(f"curves of {len(d)} and {len(r)} points do not match {len(removed)} removals")
+    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, esc(units)))
+    hover = ["<b>All its data</b><br>" + val(d[0])] + [
+        f"<b>Without the top {j}</b> (removed last: {esc(removed_labels[j - 1])})<br>in this order: {val(d[j])}"
+        f"<br>in a random order (mean): {val(r[j])}" for j in range(1, p + 1)]
+    traces = [
+        dict(type="scatter", x=list(range(p + 1)), y=r.tolist(), mode="lines+markers", name="random order (mean)",
+             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=6, color=PRIOR_COLOR),
+             hoverinfo="skip"),
+        dict(type="scatter", x=list(range(p + 1)), y=d.tolist(), mode="lines+markers", name=esc(method_label),
+             line=dict(color=LINE_COLOR, width=2.5),
+             marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
+                         line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
+    # the first two removals named on the chart (the ones the sentence talks about); the rest in the hover
+    notes = [dict(x=j, y=float(d[j]), xref="x", yref="y", text=f"−{esc(removed_labels[j - 1])}", showarrow=False,
+                  xanchor="left", xshift=8, yshift=-10 if j == 1 else 10, font=dict(size=11, color=LINE_COLOR))
+             for j in range(1, min(2, p) + 1)]
+    yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
+    return _fig(traces, esc(title) if title else None, height,
+                dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
+                     title=dict(text="Kinds of data removed (most important first)", standoff=4),
+                     range=[-0.4, p + 0.4]),
+                yaxis, annotations=notes, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
+
+
+def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequence[np.ndarray], current: float,
+                   colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
+                   threshold: float | None = 0.5, actual: Sequence[float] | None = None) -> go.Figure:
+    """What measuring each candidate modality could do to one record's prediction: one row per modality (ranked,
+    top first), a box over its K possible outcomes with every outcome as a dot, the current prediction as a
+    solid line, the decision threshold (binary) dotted; `actual` (hindsight): the true value as a star.
+    outcomes[i]: (K,) in the estimate's scalar (binary P(positive), multiclass P(current class), units)."""
+    if len(outcomes) != len(names) or len(labels) != len(names):
+        raise ValueError(f"{len(outcomes)} outcome sets for {len(names)} modalities")
+    ylab = [esc(l) for l in labels]
+    val = (lambda v: _value_text(task_type, v, units))
+    traces = []
+    for n, y, o in zip(names, ylab, outcomes):
+        o = np.asarray(o, dtype=float)
+        traces.append(dict(type="box", x=_shown(task_type, o).tolist(), y=[y] * len(o), orientation="h", name=y,
+                           marker=dict(color=colors.get(n, PRIOR_COLOR), size=5, opacity=0.6),
+                           line=dict(color=colors.get(n, PRIOR_COLOR)), fillcolor="rgba(0,0,0,0)",
+                           boxpoints="all", jitter=0.5, pointpos=0, showlegend=False, hoverinfo="skip"))
+    if actual is not None:
+        traces.append(dict(type="scatter", x=_shown(task_type, actual).tolist(), y=ylab, mode="markers",
+                           name="its real value", marker=dict(symbol="star", size=15, color="black"),
+                           hovertext=[f"<b>{y}</b><br>with its real value: {val(a)}" for y, a in zip(ylab, actual)],
+                           hoverinfo="text"))
+    cur = float(_shown(task_type, [current])[0])
+    shapes = [dict(type="line", xref="x", yref="paper", x0=cur, x1=cur, y0=0, y1=1,
+                   line=dict(color=LINE_COLOR, width=2))]
+    notes = [dict(x=cur, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                  text=f"now {val(current)}", font=dict(size=11))]
+    if threshold is not None and task_type == "binary":
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
+                           line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
+    left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
+    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names),
+                _value_axis(task_type, units, "Prediction after measuring it"),
+                dict(autorange="reversed", automargin=False, type="category"), shapes=shapes, annotations=notes,
+                margin=dict(l=left, r=20, t=(46 if title else 26), b=50), showlegend=actual is not None,
+                legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
+
+
+METHOD_LABELS = {"shapley": "Exact Shapley", "leave_one_out": "Leave one out", "step_delta": "Change at its step",
+                 "ig": "Integrated Gradients (per kind of data)", "shapley_sampling": "Shapley sampling (Captum)",
+                 "random": "Random order (baseline)"}
+METHOD_COLORS = {"shapley": "#0072B2", "leave_one_out": "#E69F00", "step_delta": "#009E73", "ig": "#CC79A7",
+                 "shapley_sampling": "#D55E00", "random": PRIOR_COLOR}
+
+
+def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: int = 360) -> go.Figure:
+    """Mean deletion curves over a cohort sample: the prediction's support (toward each record's own
+    prediction, 0–1) after removing the top k kinds of data in each method's order; random dashed."""
+    traces = []
+    for m, c in curves.items():
+        c = 100 * np.asarray(c, dtype=float)
+        rnd = m == "random"
+        traces.append(dict(type="scatter", x=list(range(len(c))), y=c.tolist(), mode="lines+markers",
+                           name=esc(METHOD_LABELS.get(m, m)),
+                           line=dict(color=METHOD_COLORS.get(m, LINE_COLOR), dash="dash" if rnd else "solid",
+                                     width=2.5 if m == "shapley" else 1.8),
+                           marker=dict(size=6), hovertemplate="%{y:.0f}% after removing %{x}<extra>"
+                           + esc(METHOD_LABELS.get(m, m)) + "</extra>"))
+    return _fig(traces, esc(title), height,
+                dict(title=dict(text="Kinds of data removed (most important first, by each method)"), dtick=1),
+                dict(title=dict(text="P(the predicted outcome) (%)"), ticksuffix="%"),
+                legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=12)),
+                margin=dict(l=70, r=10, t=50, b=50))
+
+
+# --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so
+# plotly animates between them) ------------------------------------------------------------------------------
+BIG_FONT = dict(family=FONT["family"], size=17)
+TRANSITION = dict(duration=250, easing="cubic-in-out")
+
+
+def present_step_chart_height(n_steps: int, with_truth: bool) -> int:
+    """Pixels of the ladder (30 a row): the map beside it takes the same height."""
+    return 70 + 30 * (n_steps + int(with_truth))
+
+
+def present_step_chart(step_labels: Sequence[str], steps: Sequence[str], values: np.ndarray,
+                       status: Sequence[str], upto: int, *, task_type: str, units: str = "",
+                       colors: dict[str, str], truth: float | None = None, truth_text: str = "",
+                       height: int | None = None) -> go.Figure:
+    """The prediction after steps 0..upto of one record, as a ladder read top to bottom: one row per step
+    (the names horizontal and whole, so they fit beside a map at 1,280 px), the prediction along x. values:
+    (K+1,) the task's scalar (probability or units); status: (K+1,) "prior" / "ran" / "not measured" /
+    "switched off". Rows still to come are listed in grey; the current one is bold and its dot carries the
+    value in large type. `truth` (binary 0/1, regression a value) adds a last row with the actual outcome.
+    The markers trace ("prediction after each step") holds x = the values shown (binary in %)."""
+    values = np.asarray(values, dtype=float)
+    k = len(values) - 1
+    if len(step_labels) != k + 1 or len(status) != k + 1 or len(steps) != k + 1:
+        raise ValueError("step_labels, steps, status and values must have one entry per step")
+    upto = min(max(int(upto), 0), k)
+    percent = task_type != "regression"
+    scale = 100.0 if percent else 1.0
+    rows = list(range(upto + 1))
+    xs = [scale * float(v) for v in values[:upto + 1]]
+    mcol = [PRIOR_COLOR] + [STATUS_COLOR if status[j] != "ran" else colors.get(steps[j], PRIOR_COLOR)
+                            for j in range(1, k + 1)]
+    sym = ["circle" if s in ("prior", "ran") else "circle-x-open" for s in status]
+    ticks = []
+    for j, lab in enumerate(step_labels):
+        text = wrap(lab, 22).replace("<br>", " ") if len(lab) <= 24 else wrap(lab, 22)
+        if status[j] == "not measured":
+            text += " <i>(not measured)</i>"
+        elif status[j] == "switched off":
+            text += " <i>(switched off)</i>"
+        ticks.append(f"<b>{text}</b>" if j == upto else text if j < upto
+                     else f"<span style='color:{STATUS_COLOR}'>{text}</span>")
+    tickvals = list(range(k + 1))
+    traces = [dict(type="scatter", x=xs, y=rows, mode="lines", line=dict(color=LINE_COLOR, width=3),
+                   hoverinfo="skip", showlegend=False, name="prediction so far"),
+              dict(type="scatter", x=xs, y=rows, mode="markers+text", name="prediction after each step",
+                   marker=dict(color=mcol[:upto + 1], symbol=sym[:upto + 1], size=[13] * upto + [22],
+                               line=dict(width=2, color=mcol[:upto + 1])),
+                   text=[""] * upto + [f"<b>{_value_text(task_type, values[upto], units)}</b>"],
+                   textposition="middle right", textfont=dict(size=24, color="#000000"), cliponaxis=False,
+                   hoverinfo="text", showlegend=False,
+                   hovertext=[f"{esc(step_labels[j])}: {_value_text(task_type, values[j], units)}" for j in rows])]
+    shown = [float(v) * scale for v in values if math.isfinite(float(v))]
+    if truth is not None and math.isfinite(float(truth)) and task_type in ("binary", "regression"):
+        tx = 100.0 * float(truth) if task_type == "binary" else float(truth)
+        tickvals.append(k + 1)
+        ticks.append(f"<b>What actually happened: {esc(truth_text)}</b>")
+        traces.append(dict(type="scatter", x=[tx], y=[k + 1], mode="markers", name="actual outcome",
+                           marker=dict(symbol="star", size=20, color="#000000"), hoverinfo="text",
+                           hovertext=[f"What actually happened: {esc(truth_text)}"], showlegend=False))
+        shown.append(tx)
+    if percent:
+        xaxis = dict(range=[-4, 118], tickvals=[0, 25, 50, 75, 100], side="top",
+                     ticktext=["0%", "25%", "50%", "75%", "100%"],
+                     title=dict(text="Predicted probability"), automargin=False)
+    else:
+        lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
+        pad = 0.1 * (hi - lo) or max(abs(hi) * 0.05, 1.0)
+        xaxis = dict(range=[lo - pad, hi + 2.5 * pad], side="top", automargin=False,
+                     title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"))
+    yaxis = dict(tickvals=tickvals, ticktext=ticks, autorange=False, range=[max(tickvals) + 0.6, -0.6],
+                 tickfont=dict(size=15), showgrid=True, automargin=True)
+    height = height or present_step_chart_height(k + 1, len(tickvals) > k + 1)
+    return _fig(traces, None, height, xaxis, yaxis, font=BIG_FONT, transition=TRANSITION,
+                margin=dict(l=10, r=10, t=60, b=10))
+
+
+def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type: str,
+                      classes: Sequence[str] | None, path_xy: np.ndarray, upto: int, steps: Sequence[str],
+                      status: Sequence[str], colors: dict[str, str], units: str = "",
+                      height: int = 380) -> go.Figure:
+    """The record's state after steps 0..upto on the cohort's 2-D map (cohort_xy (N, 2): other records' final
+    states; cohort_values (N,) their actual outcome: class index or value, NaN unknown; path_xy (K+1, 2))."""
+    cohort_xy = np.asarray(cohort_xy, dtype=float)
+    vals = np.asarray(cohort_values, dtype=float)
+    path = np.asarray(path_xy, dtype=float)
+    upto = min(max(int(upto), 0), len(path) - 1)
+    known = np.isfinite(vals)
+    traces = []
+    if outcome_type == "regression":
+        traces.append(dict(type="scattergl", x=cohort_xy[known, 0], y=cohort_xy[known, 1], mode="markers",
+                           marker=dict(size=6, color=vals[known], colorscale=CLASS_SCALE, opacity=0.45,
+                                       colorbar=dict(title=esc(units) or "actual", thickness=10)),
+                           hoverinfo="skip", name="other records (actual outcome)"))
+    else:
+        cls = list(classes or [])
+        n_cls = max(len(cls), int(np.nanmax(vals)) + 1 if known.any() else 0)
+        palette = OUTCOME_COLORS if n_cls == 2 else _sample_scale(n_cls)
+        for c in range(n_cls):
+            sel = known & (vals == c)
+            traces.append(dict(type="scattergl", x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
+                               marker=dict(size=6, color=palette[c], opacity=OUTCOME_OPACITY if n_cls == 2
+                                           else 0.45), hoverinfo="skip",
+                               name=f"actual: {esc(cls[c] if c < len(cls) else c)}"))
+    mcol = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
+    ran = [j for j in range(upto + 1) if status[j] in ("prior", "ran")]
+    traces.append(dict(type="scatter", x=path[ran, 0], y=path[ran, 1], mode="lines", hoverinfo="skip",
+                       line=dict(color="#FFFFFF", width=8), name="(halo)", showlegend=False))
+    traces.append(dict(type="scatter", x=path[ran, 0], y=path[ran, 1], mode="lines+markers",
+                       line=dict(color="#000000", width=3), name="this record so far",
+                       marker=dict(size=15, color=[mcol[j] for j in ran], line=dict(width=2, color="#FFFFFF")),
+                       hoverinfo="skip", showlegend=False))
+    traces.append(dict(type="scatter", x=[path[upto, 0]], y=[path[upto, 1]], mode="markers",
+                       name="this record now", marker=dict(size=34, color="rgba(255,255,255,0.35)",
+                                                           line=dict(width=4, color="#000000")),
+                       hoverinfo="skip", showlegend=True))
+    # Zoomed on the whole path (all steps, so the view does not jump while stepping): one record's states move
+    # little against the spread of a cohort; the cohort stays visible around it for orientation.
+    c_lo, c_hi = np.nanmin(cohort_xy, 0), np.nanmax(cohort_xy, 0)
+    p_lo, p_hi = np.nanmin(path, 0), np.nanmax(path, 0)
+    half = np.maximum(0.75 * (p_hi - p_lo), 0.2 * (c_hi - c_lo)) + 1e-9
+    mid = (p_lo + p_hi) / 2
+    lo, hi = mid - half, mid + half
+    ax = dict(showticklabels=False, showgrid=False, zeroline=False)
+    xa = dict(ax, range=[lo[0], hi[0]], title="records the model sees as similar lie close")
+    ya = dict(ax, range=[lo[1], hi[1]], title=None)
+    return _fig(traces, None, height, xa, ya, font=BIG_FONT, transition=TRANSITION,
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=14)),
+                margin=dict(l=10, r=10, t=40, b=40))

@@ -7,20 +7,23 @@ would read as a formula are prefixed with an apostrophe.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import io
 import re
 
 import numpy as np
 import pandas as pd
 
+from mmn_core.explain.browse import attribution_in_units
+
+from . import components as C
+from . import escape
 from . import figures as F
 from . import resources as R
-from .common import actual_text, class_names, col_label, raw_text, value_text
+from .common import actual_text, col_label, raw_text, value_text
 
 OFF = "switched off in the Explorer"          # a report is read by others: not "by you"
 
-METHOD_NAMES = {"ig": "Integrated Gradients", "ablation": "Feature ablation", "shapley": "Shapley sampling"}
+METHOD_NAMES = C.METHODS
 
 
 def safe_file_part(text: str) -> str:
@@ -29,13 +32,13 @@ def safe_file_part(text: str) -> str:
 
 
 def _h(text) -> str:
-    return html.escape(str(text), quote=True)
+    return escape.html(text)
 
 
 def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Neutralise spreadsheet formulas in text cells (ids and names can come from an uploaded file)."""
     def fix(v):
-        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+        return escape.csv_cell(v)
     out = df.copy()
     for c in out.columns:
         if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
@@ -103,18 +106,18 @@ def attribution_frame(b: R.Bundle, ref, rid: str, use, order, task: str, method:
     """Captum attributions of every used modality for `task`, each at its own step (the change it made)."""
     spec = b.spec
     rows = []
+    ttype = spec.task(task).type
     for m in use:
         a = R.record_attribution(ref, rid, tuple(use), tuple(order), m, task, True, method, None)
         ms = spec.modality(m)
-        for col in a["columns"]:
-            rv = a["raw"].get(col)
+        by_col = attribution_in_units(a, ttype)
+        for col in a.columns:
+            rv = a.raw.get(col)
             rows.append({"modality": ms.display, "value": col_label(ms, col),
                          "this record": raw_text(rv[-1] if isinstance(rv, list) and rv else
                                                  (None if isinstance(rv, list) else rv), ms.units.get(col, "")),
-                         "attribution": a["by_column"][col] * (a["scale"] if spec.task(task).type == "regression"
-                                                                else 1.0),
-                         "method": METHOD_NAMES[method],
-                         "convergence delta": a["delta"]})
+                         "attribution": by_col[col], "method": METHOD_NAMES[method],
+                         "convergence delta": a.delta})
     return pd.DataFrame(rows)
 
 
@@ -128,7 +131,9 @@ def gather(ref, rid: str, use, order, focus: str, method: str = "ig") -> dict:
             "measured": measured, "trace": trace_frame(b, view, measured),
             "shapley": shapley_frame(b, view, measured, use),
             "attributions": attribution_frame(b, ref, rid, use, order, focus, method) if use else pd.DataFrame(),
-            "frame_row": b.ds.frame.iloc[row], "method": method}
+            "frame_row": b.ds.frame.iloc[row], "method": method,
+            "trust": R.record_trust(ref, rid, tuple(use), focus),
+            "measure": R.measure_next(ref, rid, tuple(use))}
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -149,9 +154,6 @@ def render_html(g: dict) -> str:
     classes = b.trained.prep.classes
     colors = F.modality_colors(spec.modality_names)
     measured, use = g["measured"], g["use"]
-    steps = view.steps
-    labels = ["Prior"] + [spec.modality(m).display for m in steps[1:]]
-    reasons = [F.NOT_MEASURED if not measured[m] else OFF for m in steps[1:]]
     parts, first = [], True
 
     def fig_html(fig) -> str:
@@ -175,31 +177,36 @@ def render_html(g: dict) -> str:
         parts.append(f"<li><span class='dot' style='background:{colors[m]}'></span>{_h(spec.modality(m).display)}"
                      f" — {st_}</li>")
     parts.append("</ol><h2>Step by step</h2>")
-    for t in spec.tasks:
-        fig = F.step_chart(steps, labels, view.value[t.name], view.skipped, task_type=t.type,
-                           task_label=t.display, colors=colors, units=t.units,
-                           classes=class_names(t, classes.get(t.name)), truth=view.label[t.name],
-                           skip_reasons=reasons, sentences=view.narrative[t.name], off_name=OFF)
+    for fig in C.step_figures(spec, view, measured, use, classes, off_name=OFF).values():
         parts.append(fig_html(fig))
     parts.append("<h2>Why</h2>")
-    sm = view.shapley_modalities
-    idx = [sm.index(m) for m in spec.modality_names]
-    status = {m: (F.NOT_MEASURED if not measured[m] else OFF if m not in use else "")
-              for m in spec.modality_names}
     for t in spec.tasks:
-        vals = np.asarray(view.shapley[t.name])
-        cl = None
-        if t.type == "multiclass":
-            ci = int(np.asarray(view.value[t.name][-1]).argmax())
-            vals, cl = vals[:, ci], t.class_display(classes[t.name][ci])
-        fig = F.shapley_bars(spec.modality_names, [spec.modality(m).display for m in spec.modality_names],
-                             vals[idx], colors, task_type=t.type, task_label=t.display, units=t.units,
-                             status=status, class_label=cl)
-        parts.append(fig_html(fig))
+        parts.append(fig_html(C.why_figure(spec, view, t.name, measured, use, classes, off_name=OFF)))
         parts.append("<ol class='narrative'>" + "".join(f"<li>{_h(s)}</li>" for s in view.narrative[t.name])
                      + "</ol>")
+    ft = spec.task(g["focus"])
+    parts.append(f"<h2>How much to trust this: {_h(ft.display)}</h2>")
+    trust = g["trust"]
+    if not trust.available:
+        parts.append(f"<p>{_h(trust.reason)}</p>")
+    else:
+        fig = C.trust_figure(spec, trust)
+        if fig is not None:
+            parts.append(fig_html(fig))
+        parts.append(f"<p>{_h(trust.sentence)}</p><p class='meta'>{_h(C.TRUST_HELP)}</p>")
+    mn = g["measure"][g["focus"]]
+    parts.append("<h2>" + ("What if it had not been measured" if mn.mode == "hindsight" else "What to measure next")
+                 + f": {_h(ft.display)}</h2>")
+    if mn.mode == "unavailable":
+        parts.append(f"<p>{_h(mn.reason)}</p>")
+    else:
+        parts.append(f"<p><b>{_h(mn.sentence)}</b></p>")
+        fig = C.measure_figure(spec, mn)
+        if fig is not None:
+            parts.append(fig_html(fig))
+            parts.append(_table(C.measure_table(spec, g["measure"])))
+        parts.append(f"<p class='meta'>{_h(C.MEASURE_HELP)}</p>")
     if len(g["attributions"]):
-        ft = spec.task(g["focus"])
         parts.append(f"<h2>Inside each step: {_h(ft.display)}</h2>")
         parts.append(f"<p>{_h(METHOD_NAMES[g['method']])}: how much each value pushed the prediction at the step "
                      f"where its kind of data was added, compared with an average record "

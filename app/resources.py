@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-import stat
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -23,15 +20,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from mmn_core import CheckpointError, SpecError, load as load_checkpoint_dir, load_dataset, load_spec
 from mmn_core.checkpoint import Trained
-from mmn_core.data import DATA_DIR, MAX_FILE_BYTES, Dataset, TensorData, load_data
+from mmn_core.data import DATA_DIR, Dataset, TensorData, load_data
 from mmn_core.datasets import bundled_names
-from mmn_core.model import probabilities
 from mmn_core.threads import use_threads
-from mmn_core.train import predict
+
+from . import uploads as U
 
 # The models are small: one thread is fastest, and extra threads spin against each other on a busy machine
 # (measured: cohort order sensitivity 1 s with one thread, 60 s with two under load).
@@ -42,9 +38,6 @@ CHECKPOINT_DIR = Path(os.environ.get("MMN_LENS_CHECKPOINTS", str(DATA_DIR / "che
 DEFAULT_DATASET = os.environ.get("MMN_LENS_DATASET", "support2")
 # Development only: train a small model on the fly when a shipped checkpoint is missing.
 DEV_TRAIN = os.environ.get("MMN_LENS_DEV_TRAIN") == "1"
-# Private per-user cache (uploads, MNAR results, models trained in the app): never a shared temp folder.
-CACHE_DIR = Path(os.environ.get("MMN_LENS_CACHE") or
-                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmn-lens")
 KINDS = ("multimodn", "pfusion")
 MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
 
@@ -200,185 +193,24 @@ def active_ref(session) -> Ref | None:
 
 
 # --- cohort-level results (cache_data: plain values in, plain values out) ------------------------------------
-def _values(task, prep, logits: torch.Tensor) -> np.ndarray:
-    """(…, C) logits → binary P(positive) (…,), multiclass (…, C), regression in the target's units (…,)."""
-    v = probabilities(task.type, logits).detach().cpu().numpy()
-    if task.type == "regression":
-        mean, std = prep.target_stats[task.name]
-        v = v * std + mean
-    return v
-
-
-def _labels(task, prep, y: torch.Tensor) -> np.ndarray:
-    """Stored labels → binary/multiclass class codes (float, NaN = missing), regression in units."""
-    y = y.detach().cpu().numpy().astype(float)
-    if task.type == "multiclass":
-        y[y < 0] = np.nan
-    if task.type == "regression":
-        mean, std = prep.target_stats[task.name]
-        y = y * std + mean
-    return y
-
-
-def surprise(task_type: str, value: np.ndarray, label: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """How wrong the final prediction is, per record (NaN when the label is missing).
-
-    binary: |y − P(pos)|; multiclass: 1 − P(true class); regression: |y − ŷ| / scale."""
-    label = np.asarray(label, dtype=float)
-    if task_type == "binary":
-        return np.abs(label - value)
-    if task_type == "multiclass":
-        out = np.full(len(label), np.nan)
-        ok = ~np.isnan(label)
-        out[ok] = 1 - value[ok, label[ok].astype(int)]
-        return out
-    return np.abs(label - value) / (scale or 1.0)
-
-
 @st.cache_data(show_spinner="Scoring the cohort…", max_entries=8)
 def cohort_table(ref: Ref) -> pd.DataFrame:
-    """One row per Explorer record: id, pattern (present modalities, spec order), and per task
-    `<task>__pred` (binary/regression) or `<task>__p<k>` (multiclass), `<task>__label`, `<task>__surprise`."""
+    """The Explorer records' table (mmn_core.explain.browse.record_table): id, pattern, per task prediction,
+    label and surprise."""
+    from mmn_core.explain.browse import record_table
     b = get_bundle(ref)
-    sub = b.data.subset(b.rows)
-    out = predict(b.trained.model, sub)
-    pres = {m: sub.present[m].numpy() for m in b.spec.modality_names}
-    cols = {"id": sub.ids,
-            "pattern": ["|".join(m for m in b.spec.modality_names if pres[m][i]) for i in range(len(sub))]}
-    for t in b.spec.tasks:
-        v = _values(t, b.trained.prep, out.logits[t.name][-1])
-        y = _labels(t, b.trained.prep, sub.y[t.name])
-        if t.type == "multiclass":
-            for k in range(v.shape[1]):
-                cols[f"{t.name}__p{k}"] = v[:, k]
-        else:
-            cols[f"{t.name}__pred"] = v
-        cols[f"{t.name}__label"] = y
-        scale = b.trained.prep.target_stats.get(t.name, [0, 1])[1]
-        cols[f"{t.name}__surprise"] = surprise(t.type, v, y, scale)
-    return pd.DataFrame(cols)
-
-
-def task_values(task, frame: pd.DataFrame) -> np.ndarray:
-    """Final predictions of one task from cohort_table: (N,) or (N, C)."""
-    if task.type == "multiclass":
-        k = len([c for c in frame.columns if c.startswith(f"{task.name}__p")])
-        return frame[[f"{task.name}__p{j}" for j in range(k)]].to_numpy()
-    return frame[f"{task.name}__pred"].to_numpy()
-
-
-# --- the private cache folder --------------------------------------------------------------------------------
-def private_dir(path: Path) -> Path:
-    """`path` (under CACHE_DIR) as a folder only this user can read, creating it with mode 0700. Refuses a
-    symlink or a folder owned by someone else (a planted folder would otherwise be written to and read from)."""
-    path = Path(path)
-    for p in [*reversed(path.relative_to(CACHE_DIR).parents), path.relative_to(CACHE_DIR)]:
-        d = CACHE_DIR / p
-        try:
-            d.mkdir(mode=0o700, parents=d == CACHE_DIR)
-        except FileExistsError:
-            pass
-        info = os.lstat(d)
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise SpecError(f"the cache folder {d} is a link, not a folder, or not yours; remove it or set "
-                            "MMN_LENS_CACHE")
-        if info.st_mode & 0o077:
-            os.chmod(d, 0o700)
-    return path
-
-
-def write_private(path: Path, blob: bytes) -> None:
-    """Write a file readable by this user only, atomically, never through a symlink."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
-
-
-def read_private(path: Path, limit: int) -> bytes | None:
-    """The file's bytes, or None if missing, a symlink, not ours or larger than `limit`."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_size > limit:
-            return None
-        return f.read(limit)
-
-
-# --- uploads -----------------------------------------------------------------------------------------------
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _safe_name(name: str) -> str:
-    """A file name that cannot leave the upload folder or carry markup (used only on disk)."""
-    base = _SAFE.sub("_", Path(name).name).strip("._") or "file"
-    return base[:80]
-
-
-def register_upload(spec_file: tuple[str, bytes], tables: list[tuple[str, bytes]]) -> tuple[str, dict]:
-    """Write an uploaded spec and its table(s) to a private folder, validate them, and return
-    (dataset key, {"spec", "data", "title"}). Raises SpecError with one clear line.
-
-    The main table is the file named by the spec's `data` key, or the only file not used by a sequence
-    modality; sequence tables must be uploaded under the names the spec gives them."""
-    if not tables:
-        raise SpecError("upload the data table (CSV or Parquet) together with its spec")
-    for name, blob in [spec_file, *tables]:
-        if len(blob) > MAX_FILE_BYTES:
-            raise SpecError(f"{name}: file is {len(blob) / 2**20:.0f} MB, over the "
-                            f"{MAX_FILE_BYTES // 2**20} MB cap")
-    digest = hashlib.sha256(spec_file[1] + b"".join(b for _, b in sorted(tables))).hexdigest()[:12]
-    key = f"upload-{digest}"
-    folder = private_dir(CACHE_DIR / "uploads" / key)
-    write_private(folder / "spec.yaml", spec_file[1])
-    spec = load_spec(folder / "spec.yaml")
-    by_name = {}
-    for name, blob in tables:
-        if not name.lower().endswith((".csv", ".csv.gz", ".parquet", ".pq")):
-            raise SpecError(f"{name}: tables must be .csv, .csv.gz or .parquet")
-        by_name[_safe_name(name)] = blob
-    seq_names = set()
-    for m in spec.modalities:
-        if m.kind == "sequence":
-            target = (folder / m.table).resolve()
-            if folder.resolve() not in target.parents:
-                raise SpecError(f"spec: table '{m.table}' of modality '{m.name}' must be a plain file name")
-            wanted = _safe_name(m.table)
-            if wanted not in by_name:
-                raise SpecError(f"spec: modality '{m.name}' needs its table '{Path(m.table).name}'; upload it too")
-            if target.parent != folder.resolve():
-                raise SpecError(f"spec: table '{m.table}' of modality '{m.name}' must be a plain file name")
-            write_private(folder / target.name, by_name[wanted])
-            seq_names.add(wanted)
-    main = [n for n in by_name if n not in seq_names]
-    if spec.data and _safe_name(spec.data) in by_name:
-        main_name = _safe_name(spec.data)
-    elif len(main) == 1:
-        main_name = main[0]
-    else:
-        raise SpecError("more than one table uploaded: name the main one in the spec's 'data' key")
-    suffix = ".parquet" if main_name.lower().endswith((".parquet", ".pq")) else (
-        ".csv.gz" if main_name.lower().endswith(".gz") else ".csv")
-    data_path = folder / f"main-table{suffix}"
-    write_private(data_path, by_name[main_name])
-    load_data(data_path, spec)          # validate now: the message appears where the user uploaded
-    return key, {"spec": str(folder / "spec.yaml"), "data": str(data_path),
-                 "title": spec.title or spec.name}
+    return record_table(b.trained, b.data.subset(b.rows))
 
 
 # --- MNAR results: a small on-disk cache so a second visit (or a restart) is instant ---------------------------
 def mnar_cache_path(config: dict) -> Path:
     blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return CACHE_DIR / "mnar" / f"{hashlib.sha256(blob).hexdigest()[:16]}.json"
+    return U.CACHE_DIR / "mnar" / f"{hashlib.sha256(blob).hexdigest()[:16]}.json"
 
 
 def mnar_cached(config: dict) -> dict | None:
     """A stored result, only if it is ours, well-formed and was stored for exactly this configuration."""
-    blob = read_private(mnar_cache_path(config), limit=64 * 2**20)
+    blob = U.read_private(mnar_cache_path(config), limit=64 * 2**20)
     if blob is None:
         return None
     try:
@@ -394,9 +226,9 @@ def mnar_cached(config: dict) -> dict | None:
 
 def mnar_store(config: dict, result: dict) -> None:
     p = mnar_cache_path(config)
-    private_dir(p.parent)
+    U.private_dir(p.parent)
     body = {"config": json.loads(json.dumps(config, sort_keys=True, default=str)), "result": result}
-    write_private(p, json.dumps(body, default=float).encode())
+    U.write_private(p, json.dumps(body, default=float).encode())
 
 
 # --- record-level results (cache_data; a toggle or a reorder recomputes one single-record trace) ---------------
@@ -428,22 +260,45 @@ def pfusion_view(ref: Ref, record: str, use: tuple[str, ...]) -> dict | None:
 
 @st.cache_data(show_spinner="Computing feature attributions…", max_entries=256)
 def record_attribution(ref: Ref, record: str, use: tuple[str, ...], order: tuple[str, ...], modality: str,
-                       task: str, own_step: bool, method: str, target_class: int | None) -> dict:
-    """Captum attributions of one modality's values of one record (see mmn_core.explain.attribute).
-
-    Returns {columns, by_column {col: value}, raw {col: value or list}, delta, step, scale (target units per
-    output unit; 1 for classification logits), target_class, target_logit, baseline_logit, present}."""
+                       task: str, own_step: bool, method: str, target_class: int | None):
+    """mmn_core.explain.Attribution of one modality's values of one record (see mmn_core.explain.attribute)."""
     from mmn_core import explain as E
     b = get_bundle(ref)
     i = b.pos[record]
-    one = b.data.subset([i])
     step = (list(order).index(modality) + 1) if own_step else None
-    a = E.attribute(b.trained, one, 0, modality, task, step=step, method=method, present=_mask(b.spec, use),
-                    order=list(order), target_class=target_class, frame=b.ds.subset([i]))
-    return {"columns": list(a.columns), "by_column": dict(a.by_column), "raw": dict(a.raw), "delta": a.delta,
-            "step": a.step, "scale": a.value_scale, "target_class": a.target_class,
-            "target_logit": a.target_logit, "baseline_logit": a.baseline_logit, "present": a.present,
-            "features": list(a.features), "values": np.asarray(a.values).copy()}
+    return E.attribute(b.trained, b.data.subset([i]), 0, modality, task, step=step, method=method,
+                       present=_mask(b.spec, use), order=list(order), target_class=target_class,
+                       frame=b.ds.subset([i]))
+
+
+@st.cache_resource(show_spinner="Preparing similar records…")
+def donors(ref: Ref):
+    """acquire.Donors of the active model: its training records and their states (fitted object)."""
+    from mmn_core import acquire as AQ
+    b = get_bundle(ref)
+    return AQ.Donors(b.trained, b.data, AQ.training_pool(b.trained, b.ds))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def record_trust(ref: Ref, record: str, use: tuple[str, ...], task: str, method: str = "shapley"):
+    """mmn_core.panels.Trust: the record's deletion curve for `method` against random orders."""
+    from mmn_core import panels as P
+    b = get_bundle(ref)
+    return P.record_trust(b.trained, b.data, b.pos[record], task, use=use, method=method)
+
+
+@st.cache_data(show_spinner="Estimating what to measure next…", max_entries=256)
+def measure_next(ref: Ref, record: str, use: tuple[str, ...], k: int = 50) -> dict:
+    """task -> mmn_core.panels.MeasureNext of one record with only `use` on."""
+    from mmn_core import panels as P
+    b = get_bundle(ref)
+    return P.measure_next(b.trained, b.data, b.pos[record], donors(ref), use=use, k=k)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def neighbour_values(ref: Ref, modality: str, ids: tuple[str, ...]) -> pd.DataFrame:
+    from mmn_core.explain.browse import neighbour_values as nv
+    return nv(get_bundle(ref).ds, modality, ids)
 
 
 # --- cohort-level interpretation ---------------------------------------------------------------------------
@@ -483,19 +338,20 @@ def order_sensitivity(ref: Ref, task: str, max_orders: int = 24) -> dict:
 
 @st.cache_data(show_spinner="Scoring other encoding orders…", max_entries=16)
 def order_metrics(ref: Ref, task: str, n_random: int = 6, seed: int = 0) -> list[dict]:
-    """The final-step metric of `task` on the Explorer records under the dataset's order, the reversed order
-    and `n_random` seeded random orders: [{"name", "order", metric: value, ...}]."""
-    from mmn_core.metrics import task_metrics
+    """mmn_core.explain.browse.order_metrics on the Explorer records."""
+    from mmn_core.explain.browse import order_metrics as om
+    return om(get_bundle(ref).trained, explorer_data(ref), task, n_random, seed)
+
+
+FAITH_RECORDS = int(os.environ.get("MMN_LENS_FAITH_RECORDS", "100"))   # the Cohort page's sample (speed)
+
+
+@st.cache_data(show_spinner="Measuring how faithful each explanation method is…", max_entries=8)
+def cohort_faithfulness(ref: Ref, task: str, records: int = FAITH_RECORDS) -> dict:
+    """faithfulness.cohort_faithfulness(...).to_json() on a seeded sample of `records` records of the whole
+    dataset (training records give the out-of-distribution flags), and the mean deletion curves."""
+    from mmn_core import faithfulness as FA, panels as P
     b = get_bundle(ref)
-    sub = explorer_data(ref)
-    t = b.spec.task(task)
-    names = list(b.spec.modality_names)
-    rng = np.random.default_rng(seed)
-    orders = [("Dataset order", names), ("Reversed", names[::-1])]
-    orders += [(f"Random order {i + 1}", [names[j] for j in rng.permutation(len(names))]) for i in range(n_random)]
-    out = []
-    for name, order in orders:
-        o = predict(b.trained.model, sub, order=order)
-        m = task_metrics(t.type, sub.y[task].numpy(), o.logits[task][-1].numpy(), b.trained.prep.target_stats.get(task))
-        out.append({"name": name, "order": order, **m})
-    return out
+    rep = FA.cohort_faithfulness(b.trained, b.data, task, records=records, randomization_records=min(24, records))
+    curves = P.cohort_curves(b.trained, b.data, task, records=records)
+    return {"report": rep.to_json(), "curves": {m: np.asarray(v) for m, v in curves.curves.items()}}

@@ -31,6 +31,8 @@ EX_CLASS = "ex_class"               # selectbox: class explained for a multiclas
 EX_ATTR_MODALITY = "ex_attr_modality"  # selectbox: step (modality) whose features are attributed
 EX_ATTR_TARGET = "ex_attr_target"   # radio: attribute the prediction right after that step, or the final one
 EX_ATTR_METHOD = "ex_attr_method"   # selectbox: Integrated Gradients / Feature ablation / Shapley sampling
+EX_MEASURE_MODALITY = "ex_measure_modality"  # selectbox: whose K neighbours' values are listed
+EX_MEASURE_MORE = "ex_measure_more"  # expander (lazy): the K neighbours' values
 EX_REPORT = "ex_report"             # download_button: HTML report of this view
 EX_ORDER = "ex_order"               # (not a widget) list of modality names in encoding order
 
@@ -38,6 +40,7 @@ EX_ORDER = "ex_order"               # (not a widget) list of modality names in e
 CO_TASK = "co_task"                 # selectbox
 CO_TABS = "co_tabs"                 # tabs (lazy: only the open tab computes)
 CO_METRIC = "co_metric"             # selectbox: metric shown in the step × task matrix
+CO_FAITH_MEASURE = "co_faith_measure"  # button: measure the explanation methods' faithfulness (about a minute)
 
 # MNAR lab
 MN_MODALITY = "mn_modality"         # selectbox
@@ -71,6 +74,14 @@ MD_SAVE = "md_save"                 # button
 MD_DOWNLOAD = "md_download"         # download_button: checkpoint as .zip
 MD_METRIC = "md_metric"             # selectbox: metric of the model card's heatmap
 
+# Presentation mode (/present): one record, one task, step by step
+PR_RECORD = "pr_record"             # selectbox (sidebar): the record presented
+PR_TASK = "pr_task"                 # selectbox (sidebar): the outcome presented
+PR_CHOICE = "pr_choice"             # radio (sidebar): how the record list is ordered (typical first, ...)
+PR_PREV = "pr_prev"                 # button: previous step (shortcut: Left)
+PR_NEXT = "pr_next"                 # button: next step (shortcut: Right)
+PR_PLAY = "pr_play"                 # button: play / pause (shortcut: P)
+
 # Export
 RP_HTML = "rp_html"                 # download_button: HTML report
 RP_TRACE_CSV = "rp_trace_csv"       # download_button
@@ -88,6 +99,10 @@ ELEMENT_KEYS = {
     "ex_state_heat": "Explorer, State tab: heatmap", "ex_state_map": "Explorer, State tab: cohort map + path",
     "ex_compare_chart": "Explorer, Compare tab (binary tasks)", "ex_compare_table": "Compare tab, all tasks",
     "ex_data__<modality>": "Explorer, Data tab: the record's raw values of one modality",
+    "ex_trust": "Explorer, Why tab: the 'How much to trust this' element (ex_trust_chart: its deletion curve)",
+    "ex_measure": "Explorer: the 'What to measure next' tab's panel", "ex_measure_chart": "its outcome spread",
+    "ex_measure_table": "its ranked modalities, every task", "ex_neighbours_table": "the K neighbours' values",
+    "co_faith_table": "Cohort: faithfulness per explanation method", "co_faith_chart": "its mean deletion curves",
     "co_matrix_chart": "Cohort: step × task metric matrix", "co_importance_chart": "Cohort: importance ranges",
     "co_importance_table": "its numbers", "co_pattern_table": "Cohort: metrics per missingness pattern",
     "co_order_chart": "Cohort: metric per encoder order", "co_spread_chart": "Cohort: per-record order spread",
@@ -95,6 +110,8 @@ ELEMENT_KEYS = {
     "md_presence_chart": "Model: present fractions", "md_task_table": "Model: tasks",
     "md_modality_table": "Model: modalities", "md_matrix_chart": "Model card: metric matrix",
     "md_compare_table": "Model card: MultiModN vs P-Fusion", "md_history_chart": "Model card: history",
+    "pr_chart": "Presentation: the prediction after each step so far", "pr_map": "Presentation: cohort map",
+    "pr_slide": "Presentation: the slide's sentence (or the summary)", "pr_position": "Presentation: step n of N",
     "rp_trace_table": "Export: step-by-step predictions", "rp_shapley_table": "Export: Shapley values",
 }
 
@@ -107,6 +124,9 @@ URL_READ = "_url_read"              # the URL has been read once this session
 MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
 TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
 EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
+PR_STEP = "_pr_step"                # presentation: the slide shown (0 = before any data … K + 1 = summary)
+PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advances on a timer)
+PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
 URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")

@@ -435,3 +435,154 @@ def test_uploaded_markup_names_render_as_text(browser, server, tmp_path):
         no_errors(w)
     finally:
         w.close()
+
+
+# --- How much to trust this, What to measure next, the Cohort's faithfulness tab ---------------------------------
+def test_trust_and_measure_panels_show_the_engine_numbers(browser, engine, tmp_path):
+    """At 1280 x 800: the trust element's curve equals mmn_core.panels.record_trust, the What-to-measure-next
+    spread equals mmn_core.panels.measure_next (both with the record's own data), and the Cohort's faithfulness
+    curves equal mmn_core.panels.cohort_curves on the same sample. Screenshots: test-artifacts/browser/1[0-2]-*.png"""
+    from mmn_core import acquire as AQ
+    from mmn_core import load_dataset
+    from mmn_core import panels as P
+    trained, data, pos = engine
+    srv = AppServer(env={"MMN_LENS_CACHE": str(tmp_path), "MMN_LENS_FAITH_RECORDS": "40"},
+                    log=ARTIFACTS / "server-panels.log")
+    try:
+        srv.wait_healthy()
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.set_default_timeout(T)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url)
+        wait_figure(page, CHART, timeout=T)
+        page.wait_for_function("() => new URLSearchParams(location.search).has('record')", timeout=T)
+        wait_idle(page)
+        rid = record_id(page)
+        use = measured(engine, rid)
+        trust = P.record_trust(trained, data, pos[rid], TASK, use=use)
+        page.locator(".st-key-ex_trust_chart .js-plotly-plot").first.wait_for(timeout=T)
+        fig = figure(page, "ex_trust_chart")
+        solid = next(t for t in fig["traces"] if t["name"].startswith("Removed in"))
+        dashed = next(t for t in fig["traces"] if t["name"].startswith("random"))
+        np.testing.assert_allclose(solid["y"], 100 * trust.deletion, atol=1e-6)
+        np.testing.assert_allclose(dashed["y"], 100 * trust.random, atol=1e-6)
+        box = page.locator(".st-key-ex_trust")
+        assert trust.sentence.split(" (")[0] in box.inner_text()
+        box.scroll_into_view_if_needed()
+        page.mouse.wheel(0, -120)
+        shot(page, "10-explorer-why-and-trust")
+        # What to measure next
+        page.get_by_role("tab", name="What to measure next").click()
+        page.locator(".st-key-ex_measure_chart .js-plotly-plot").first.wait_for(timeout=T)
+        wait_idle(page)
+        ds = load_dataset("support2")
+        donors = AQ.Donors(trained, data, AQ.training_pool(trained, ds))
+        mn = P.measure_next(trained, data, pos[rid], donors, use=use)[TASK]
+        fig = figure(page, "ex_measure_chart")
+        boxes = [t for t in fig["traces"] if t["x"] and not t["mode"]]
+        assert [t["name"] for t in boxes] == [trained.spec.modality(r.modality).display for r in mn.rows]
+        for t, r in zip(boxes, mn.rows):
+            np.testing.assert_allclose(t["x"], 100 * r.outcomes, atol=1e-6)
+        panel = page.locator(".st-key-ex_measure")
+        assert trained.spec.modality(mn.rows[0].modality).display in panel.inner_text()
+        panel.scroll_into_view_if_needed()
+        shot(page, "11-explorer-what-to-measure-next")
+        # the Cohort's faithfulness tab
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Cohort").click()
+        page.get_by_role("tab", name="How far to trust the explanations").click()
+        button(page, "co_faith_measure").click()
+        page.locator(".st-key-co_faith_chart .js-plotly-plot").first.wait_for(timeout=3 * T)
+        wait_idle(page, timeout=3 * T)
+        curves = P.cohort_curves(trained, data, TASK, records=40)
+        fig = figure(page, "co_faith_chart")
+        from app.figures import METHOD_LABELS
+        for m, c in curves.curves.items():
+            got = next(t for t in fig["traces"] if t["name"] == METHOD_LABELS[m])
+            np.testing.assert_allclose(got["y"], 100 * c, atol=1e-6)
+        page.locator(".st-key-co_faith_chart").scroll_into_view_if_needed()
+        shot(page, "12-cohort-faithfulness")
+        assert not errors, errors
+        ctx.close()
+    finally:
+        srv.stop()
+
+
+# --- Presentation mode ---------------------------------------------------------------------------------------------
+# The slide's figures, as Plotly holds them: the ladder's markers (x = the value after each step shown so far, in %)
+# and the map's path ("this record so far": the states of the steps that ran so far).
+_PRESENT_JS = """() => {
+  const data = (key) => {
+    const e = document.querySelectorAll(`.st-key-${key} .js-plotly-plot`);
+    const el = e[e.length - 1];
+    return el && el._fullData ? el._fullData : null;
+  };
+  const c = data('pr_chart'), m = data('pr_map');
+  if (!c || !m) return null;
+  const mk = c.find(t => t.name === 'prediction after each step');
+  const path = m.find(t => t.name === 'this record so far');
+  return {x: Array.from(mk.x), px: Array.from(path.x), py: Array.from(path.y)};
+}"""
+
+
+def present_state(page, n: int) -> dict:
+    """The slide's plotted values once the ladder shows n points."""
+    page.wait_for_function("([js, n]) => { const s = eval(js)(); return s !== null && s.x.length === n; }",
+                           arg=[_PRESENT_JS, n], timeout=T, polling=50)
+    return page.evaluate(_PRESENT_JS)
+
+
+def test_presentation_steps_through_a_record_with_the_engine_values(browser, server, engine):
+    """A shared link opens one record; the keyboard's → steps through it; after each step the ladder shows the
+    engine's predictions so far and the map the engine's states so far; the last slide sums up in words."""
+    from app.figures import pct
+    from mmn_core import explain as E
+    trained, data, pos = engine
+    names = trained.spec.modality_names
+    test = trained.info["test_ids"]
+    # a held-out record that lacks some data: its skipped steps must stay flat and be named as not measured
+    rid = next(r for r in test if 0 < len(measured(engine, r)) < len(names))
+    one = data.subset([pos[rid]])
+    tr = E.trace(trained, one)
+    want = 100 * tr.value[TASK][:, 0]
+    smap = E.StateMap.fit(trained, data.subset([pos[r] for r in test]))
+    path = smap.transform(tr.states[:, 0, :])
+    ran = [0] + [j + 1 for j in range(len(names)) if not tr.skipped[j, 0]]
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    page.set_default_timeout(T)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server.url}/present?dataset=support2&record={rid}&task={TASK}")
+        present_state(page, 1)
+        wait_idle(page)
+        assert page.locator(".st-key-pr_record input").first.input_value().startswith(rid)
+        for k in range(len(names) + 1):
+            s = present_state(page, k + 1)
+            np.testing.assert_allclose(s["x"], want[:k + 1], rtol=0, atol=1e-6)
+            shown = [j for j in ran if j <= k]
+            np.testing.assert_allclose(s["px"], path[shown, 0], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(s["py"], path[shown, 1], rtol=0, atol=1e-6)
+            sentence = page.locator(".st-key-pr_slide").inner_text()
+            label = "Before any data" if k == 0 else trained.spec.modality(names[k - 1]).display
+            assert label in sentence
+            if k and tr.skipped[k - 1, 0]:
+                assert "not measured" in sentence
+            # the text alternative under the chart has the value just shown
+            words = page.get_by_text("Chart in words", exact=False).first.inner_text()
+            assert words.rstrip(".").endswith(f"{label}: {pct(want[k] / 100)}" + (
+                " (not measured)" if k and tr.skipped[k - 1, 0] else "")), words
+            if k in (0, 1, len(names)):
+                shot(page, f"20-present-step-{k:02d}")
+            page.keyboard.press("ArrowRight")                 # the Next button's shortcut: no mouse needed
+        page.get_by_text("What mattered most").wait_for(timeout=T)
+        wait_idle(page)
+        slide = page.locator(".st-key-pr_slide").inner_text()
+        assert "How sure" in slide and "held-out records given" in slide
+        assert "What is missing" in slide and "not measured" in slide
+        shot(page, "21-present-summary")
+        assert not errors, errors
+    finally:
+        ctx.close()

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import components as C
 from app import figures as F
 from app import resources as R
 from app import state as S
 from app.common import md, mod_label, require_bundle, task_label
+from mmn_core.explain import browse as B
 
 ss = st.session_state
 b = require_bundle()
@@ -26,7 +28,8 @@ task = st.selectbox("Outcome", list(tasks), key=S.CO_TASK,
                     persist_state="session", format_func=lambda t: task_label(spec, t))
 td = tasks[task]
 
-tabs = st.tabs(["Where the prediction settles", "What it relies on", "For whom", "Order of the data"],
+tabs = st.tabs(["Where the prediction settles", "What it relies on", "For whom", "Order of the data",
+                "How far to trust the explanations"],
                key=S.CO_TABS, on_change="rerun")
 with tabs[0]:
     if tabs[0].open is not False:
@@ -71,8 +74,7 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         pt = R.pattern_table(ref)
-        out = pd.DataFrame({"Data measured": [("Everything" if all(r[m] for m in names) else
-                                               "Missing: " + ", ".join(mod_label(spec, m) for m in names if not r[m]))
+        out = pd.DataFrame({"Data measured": [B.pattern_label(spec, {m: bool(r[m]) for m in names})
                                               for _, r in pt.iterrows()],
                             "Records": pt["n"].astype(int)})
         if td.type == "binary":
@@ -112,3 +114,26 @@ with tabs[3]:
                    f"{np.median(spread):.1f} {unit} (median; 90% of records move by at most "
                    f"{np.quantile(spread, 0.9):.1f}). "
                    f"Up to {int(np.max(sens['n_orders']))} orders were tried per record.")
+
+with tabs[4]:
+    if tabs[4].open:
+        n = R.FAITH_RECORDS
+        st.markdown("Each explanation method ranks the kinds of data of a record. Removing them in that order "
+                    "(skipping them, exactly as the model treats missing data) should move the prediction more, "
+                    "and sooner, than removing them in a random order. The checks run on a seeded sample of "
+                    f"**{n} records** of the whole dataset.")
+        done = ss.setdefault("_co_faith_done", set())
+        if (ref, task) not in done:
+            slot = st.empty()
+            if not slot.button(f"Measure on {n} records (about a minute)", key=S.CO_FAITH_MEASURE, type="primary"):
+                st.stop()
+            slot.empty()
+            done.add((ref, task))
+        fa = R.cohort_faithfulness(ref, task, n)
+        rep = fa["report"]
+        st.plotly_chart(F.faithfulness_curves(fa["curves"], title=f"Removing data, most important first: "
+                                                                   f"{td.display}"),
+                        key="co_faith_chart", config={"displayModeBar": False})
+        st.markdown(md(C.faithfulness_summary(rep)))
+        st.dataframe(C.faithfulness_table(rep), hide_index=True, key="co_faith_table")
+        st.caption(C.FAITH_TABLE_HELP)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
+from app import components as C
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import (STATE_HELP, actual_text, class_names, col_label, label_md, md, mod_label, raw_text,
-                        require_bundle, swatch, task_label, value_text)
+from app.common import actual_text, class_names, label_md, md, require_bundle, task_label, value_text
+from mmn_core.explain import browse as B
 
 ss = st.session_state
 b = require_bundle()
@@ -29,7 +28,7 @@ tasks = {t.name: t for t in spec.tasks}
 classes = b.trained.prep.classes                                   # the model's class values (for indices)
 plain = {t: class_names(td, classes.get(t)) for t, td in tasks.items()}   # what a reader sees
 table = R.cohort_table(ref)
-CHART_CONFIG = {"displayModeBar": False}
+CHART_CONFIG = C.CHART_CONFIG
 CHIP_WIDTH = 190                   # px: five chips a row beside the sidebar at 1,500 px
 
 # --- a shared link: applied once, validated against this model's records ---------------------------------------
@@ -50,13 +49,7 @@ if url:
         ss[S.EX_ATTR_MODALITY] = url["step"]
 
 
-# --- sidebar: choose a record ------------------------------------------------------------------------------------
-def pattern_name(p: str) -> str:
-    have = set(p.split("|")) if p else set()
-    missing = [mod_label(spec, m) for m in names if m not in have]
-    return "Everything measured" if not missing else "Missing: " + ", ".join(missing)
-
-
+# --- sidebar: choose a record (the filtering is the engine's: mmn_core.explain.browse) --------------------------
 with st.sidebar:
     st.subheader("Choose a record")
     focus = st.selectbox("Outcome to focus on", list(tasks), key=S.EX_TASK,
@@ -65,48 +58,30 @@ with st.sidebar:
                               "'Why', attribution and map views.")
     ft = tasks[focus]
     st.text_input("Search by record id", key=S.EX_SEARCH, persist_state="session", placeholder="e.g. part of an id")
-    if ft.type == "regression":
-        outcome_opts = ["All", "Lowest third", "Middle third", "Highest third"]
-    else:
-        outcome_opts = ["All"] + [str(c) for c in classes[focus]]
+    outcome_opts = B.outcome_options(ft, classes.get(focus))
     if ss.get(S.EX_OUTCOME) not in outcome_opts:
-        ss[S.EX_OUTCOME] = "All"
+        ss[S.EX_OUTCOME] = B.ALL
     st.selectbox(f"Actual outcome ({label_md(task_label(spec, focus))})", outcome_opts, key=S.EX_OUTCOME,
-                 persist_state="session", format_func=lambda c: c if c == "All" or ft.type == "regression"
+                 persist_state="session", format_func=lambda c: c if c == B.ALL or ft.type == "regression"
                  else ft.class_display(c))
-    counts = table["pattern"].value_counts()
-    pattern_opts = ["All"] + list(counts.index)
+    counts = B.pattern_options(table)
+    pattern_opts = [B.ALL, *counts]
     if ss.get(S.EX_PATTERN) not in pattern_opts:
-        ss[S.EX_PATTERN] = "All"
+        ss[S.EX_PATTERN] = B.ALL
     st.selectbox("Which data were measured", pattern_opts, key=S.EX_PATTERN, persist_state="session",
-                 format_func=lambda p: "All patterns" if p == "All" else f"{pattern_name(p)} ({counts[p]})")
+                 format_func=lambda p: "All patterns" if p == B.ALL else
+                 f"{B.pattern_key_label(spec, p)} ({counts[p]})")
     st.toggle("Most surprising first", key=S.EX_SURPRISING, persist_state="session", value=True,
               help="Sort by how far the final prediction is from what actually happened (largest error first).")
-
-    sel = table
-    q = (ss.get(S.EX_SEARCH) or "").strip().lower()
-    if q:
-        sel = sel[sel["id"].str.lower().str.contains(q, regex=False)]
-    oc = ss[S.EX_OUTCOME]
-    lab = sel[f"{focus}__label"]
-    if oc != "All":
-        if ft.type == "regression":
-            q1, q2 = np.nanquantile(table[f"{focus}__label"], [1 / 3, 2 / 3])
-            band = {"Lowest third": lab <= q1, "Middle third": (lab > q1) & (lab <= q2), "Highest third": lab > q2}
-            sel = sel[band[oc]]
-        else:
-            sel = sel[lab == classes[focus].index(oc)]
-    if ss[S.EX_PATTERN] != "All":
-        sel = sel[sel["pattern"] == ss[S.EX_PATTERN]]
-    if ss.get(S.EX_SURPRISING, True):
-        sel = sel.sort_values(f"{focus}__surprise", ascending=False, na_position="last", kind="stable")
+    sel = B.filter_records(table, ft, classes.get(focus), query=ss.get(S.EX_SEARCH) or "", outcome=ss[S.EX_OUTCOME],
+                           pattern=ss[S.EX_PATTERN], surprising=ss.get(S.EX_SURPRISING, True))
     options = sel["id"].tolist()
     if not options:
         st.warning("No record matches these filters.")
         st.stop()
     if ss.get(S.EX_RECORD) not in options:
         ss[S.EX_RECORD] = options[0]
-    final = R.task_values(ft, sel)
+    final = B.task_values(ft, sel)
     # The list's percentage is the model's prediction with ALL of the record's data, whatever the switches on
     # the page say; the label says so, so it cannot be mistaken for the headline.
     fmt = {rid: f"{rid} · all its data: {value_text(ft, fv, classes.get(focus))} · "
@@ -158,34 +133,7 @@ st.title(f"Record {md(rid)}")
 
 
 def status_of(m: str, use) -> str:
-    """'' when the step runs, else why not: F.NOT_MEASURED (no such data) or F.SKIPPED_BY_YOU (switched off)."""
-    return "" if m in use else F.NOT_MEASURED if not measured[m] else F.SKIPPED_BY_YOU
-
-
-def class_choice(t: str, v_final) -> int | None:
-    if tasks[t].type != "multiclass":
-        return None
-    opts = list(range(len(classes[t])))
-    default = int(np.asarray(v_final).argmax())
-    if ss.get(S.EX_CLASS) not in opts:
-        ss[S.EX_CLASS] = default
-    return st.selectbox(f"Class explained for {label_md(tasks[t].display)}", opts, key=S.EX_CLASS,
-                        persist_state="session", format_func=lambda c: plain[t][c])
-
-
-def shapley_figure(t: str, view: dict, use, ci: int | None):
-    """The Why bars of task t (multiclass: of class ci, default the predicted one)."""
-    td = tasks[t]
-    vals = np.asarray(view.shapley[t])
-    sm = view.shapley_modalities
-    idx = [sm.index(m) for m in names]
-    cl = None
-    if td.type == "multiclass":
-        ci = int(np.asarray(view.value[t][-1]).argmax()) if ci is None else ci
-        vals, cl = vals[:, ci], plain[t][ci]
-    return F.shapley_bars(names, [mod_label(spec, m) for m in names], vals[idx], colors, task_type=td.type,
-                          task_label=td.display, units=td.units, status={m: status_of(m, use) for m in names},
-                          class_label=cl)
+    return C.status_of(measured, use, m)
 
 
 # --- everything that follows the switches: one fragment -----------------------------------------------------------
@@ -201,26 +149,7 @@ def record_body() -> None:
                + (f"; you switched {n_off} off, so {len(use)} are used below." if n_off
                   else "; all of them are used below."))
 
-    # headline predictions
-    cols = st.columns(len(tasks))
-    for c, (t, td) in zip(cols, tasks.items()):
-        v = view.value[t]
-        if td.type == "multiclass":
-            k = int(v[-1].argmax())
-            d = v[-1][k] - v[0][k]
-            delta = F.points(d)
-        elif td.type == "binary":
-            d = v[-1] - v[0]
-            delta = F.points(d)
-        else:
-            d = v[-1] - v[0]
-            delta = F.signed(d, td.units)
-        arrow = "off" if delta == "no change" else "up" if d > 0 else "down"
-        shown = plain[t][k] if td.type == "multiclass" else value_text(td, v[-1], classes.get(t))
-        c.metric(label_md(td.display), label_md(shown), delta=delta, delta_color="off", delta_arrow=arrow,
-                 delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
-        prob = f"Probability {F.pct(v[-1][k])} · " if td.type == "multiclass" else ""
-        c.caption(f"{prob}Actual outcome: {md(actual_text(td, view.label[t], classes.get(t)))}")
+    C.headline(spec, view, classes)
 
     # the kinds of data as chips in encoding order (the order of the charts' x-axis): switch, status, arrows
     st.markdown("**Data, in encoding order** — switch a kind of data off to see the prediction without it; "
@@ -248,13 +177,7 @@ def record_body() -> None:
         st.button("Reset to the record's data", key=S.EX_RESET, on_click=reset_view, icon=":material/restart_alt:",
                   help="Every measured kind of data on, in the dataset's order.")
 
-    steps = view.steps
-    step_labels = ["Prior"] + [mod_label(spec, m) for m in steps[1:]]
-    reasons = [status_of(m, use) or F.SKIPPED_BY_YOU for m in steps[1:]]
-    for t, td in tasks.items():
-        fig = F.step_chart(steps, step_labels, view.value[t], view.skipped, task_type=td.type,
-                           task_label=td.display, colors=colors, units=td.units, classes=plain.get(t),
-                           truth=view.label[t], skip_reasons=reasons, sentences=view.narrative[t])
+    for t, fig in C.step_figures(spec, view, measured, use, classes).items():
         st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)
     st.caption("Filled dots: the step ran. Hollow dot on a dashed line and a grey band: data you switched off. "
                "Grey crossed dot on a dotted line: not measured for this record. A skipped step leaves the "
@@ -262,65 +185,32 @@ def record_body() -> None:
                "change.")
 
     # details, computed only for the open tab
-    tab_names = ["Why", "Inside a step", "State", "Compare with P-Fusion", "Data"]
+    tab_names = ["Why", "What to measure next", "Inside a step", "State", "Compare with P-Fusion", "Data"]
     tabs = st.tabs(tab_names, key=S.EX_TABS, on_change="rerun")
 
     with tabs[0]:
         if tabs[0].open is not False:
-            st.caption("Each bar is an exact Shapley value: how much that kind of data moved this record's final "
-                       "prediction, averaged over every order in which it could have been added. The bars add up "
-                       "to the change from the prior to the final prediction.")
-            a, bcol = st.columns([1.2, 1], gap="large")
-            with a:
-                ci = class_choice(focus, view.value[focus][-1])
-                st.plotly_chart(shapley_figure(focus, view, use, ci), key=f"ex_shap__{focus}", config=CHART_CONFIG)
-            with bcol:
-                st.markdown(f"**In words — {md(ft.display)}**")
-                st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
-            others = [t for t in tasks if t != focus]
-            if others:
-                # the other outcomes' bars only when asked for: each chart costs the browser a redraw per toggle
-                more = st.expander("The same for the other outcomes", key=S.EX_WHY_MORE, on_change="rerun")
-                with more:
-                    if more.open:
-                        for t in others:
-                            a, bcol = st.columns([1.2, 1], gap="large")
-                            a.plotly_chart(shapley_figure(t, view, use, None), key=f"ex_shap__{t}",
-                                           config=CHART_CONFIG)
-                            bcol.markdown(f"**In words — {md(tasks[t].display)}**")
-                            bcol.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
+            C.why_panel(b, view, focus, measured, use)
 
     with tabs[1]:
         if tabs[1].open:
-            inside_a_step(view, use, order)
+            C.measure_panel(b, focus, use)
 
     with tabs[2]:
         if tabs[2].open:
-            st.subheader("State", help=STATE_HELP)
-            st.plotly_chart(F.state_heatmap(view.states, step_labels, view.skipped, reasons),
-                            key="ex_state_heat", config=CHART_CONFIG)
-            smap = R.state_map(ref)
-            path = smap.transform(view.states)
-            td = tasks[focus]
-            lab = table[f"{focus}__label"].to_numpy()
-            ids_pos = {r: j for j, r in enumerate(smap.ids)}
-            order_idx = [ids_pos[r] for r in table["id"]]
-            cloud = smap.cloud[-1][order_idx]
-            fig = F.state_map(cloud, lab, outcome_type=td.type, outcome_label=td.display, classes=plain.get(focus),
-                              path_xy=path, steps=steps, step_labels=step_labels, colors=colors,
-                              skipped=view.skipped, units=td.units)
-            st.plotly_chart(fig, key="ex_state_map", config=CHART_CONFIG)
-            st.caption("Each grey dot is another test record's final state, squeezed onto two axes (PCA); records "
-                       "the model sees as similar lie close together. The coloured path is this record, step by "
-                       "step.")
+            C.inside_a_step(b, view, focus, use, order)
 
     with tabs[3]:
         if tabs[3].open:
-            compare(view, use, order)
+            C.state_tab(b, view, focus, table, use)
 
     with tabs[4]:
         if tabs[4].open:
-            data_tab(use)
+            C.compare(b, view, use, order)
+
+    with tabs[5]:
+        if tabs[5].open:
+            C.data_tab(b, row, measured, use)
 
     ss[S.EX_VIEW] = {"ref": ref, "record": rid, "use": use, "order": tuple(order), "focus": focus}
 
@@ -341,115 +231,6 @@ def record_body() -> None:
                            icon=":material/description:",
                            data=lambda: report.build_html(ref, rid, use, tuple(order), focus),
                            file_name=f"record-{report.safe_file_part(rid)}.html", mime="text/html")
-
-
-def inside_a_step(view: dict, use, order) -> None:
-    if not use:
-        st.info("Turn on at least one kind of data to see what inside it mattered.")
-        return
-    c1, c2, c3 = st.columns(3)
-    if ss.get(S.EX_ATTR_MODALITY) not in use:
-        ss[S.EX_ATTR_MODALITY] = use[0]
-    am = c1.selectbox("Kind of data", list(use), key=S.EX_ATTR_MODALITY, persist_state="session",
-                      format_func=lambda m: mod_label(spec, m))
-    target = c2.radio("Explain", ["The change at this step", "The final prediction"], key=S.EX_ATTR_TARGET,
-                      persist_state="session",
-                      help="At this step: what moved the prediction when this data was added. Final: "
-                           "what in this data matters for the last prediction.")
-    methods = {"ig": "Integrated Gradients", "ablation": "Feature ablation", "shapley": "Shapley sampling"}
-    method = c3.selectbox("Method", list(methods), key=S.EX_ATTR_METHOD,
-                          persist_state="session", format_func=methods.get,
-                          help="Integrated Gradients: fast and exact up to the 'convergence delta'. "
-                               "Feature ablation: replace one value at a time by the average. "
-                               "Shapley sampling: slower, averages over random orders of the values.")
-    td = tasks[focus]
-    ci = class_choice(focus, view.value[focus][-1]) if td.type == "multiclass" else None
-    a = R.record_attribution(ref, rid, use, tuple(order), am, focus, target.startswith("The change"), method, ci)
-    mspec = spec.modality(am)
-    labels, raws, vals = [], [], []
-    for col in a["columns"]:
-        labels.append(col_label(mspec, col))
-        rv = a["raw"].get(col)
-        if isinstance(rv, list):
-            rv = f"{raw_text(rv[-1], mspec.units.get(col, ''))} (latest of {len(rv)})" if rv else "—"
-        else:
-            rv = raw_text(rv, mspec.units.get(col, ""))
-        raws.append(rv)
-        vals.append(a["by_column"][col] * (a["scale"] if td.type == "regression" else 1.0))
-    if td.type == "regression":
-        xt = f"Effect on the predicted {td.display} ({td.units})" if td.units else "Effect on the prediction"
-    elif td.type == "binary":
-        xt = f"Push on the log-odds of '{plain[focus][1]}' (right = more likely)"
-    else:
-        xt = f"Push on the score of '{plain[focus][ci]}' (right = more likely)"
-    where = f"after {mod_label(spec, am)}" if target.startswith("The change") else "final prediction"
-    fig = F.attribution_bars(labels, np.asarray(vals), raws, colors[am],
-                             title=f"{mod_label(spec, am)} → {td.display} ({where})", x_title=xt)
-    st.plotly_chart(fig, key="ex_attr_chart", config=CHART_CONFIG)
-    st.caption("Each bar compares this record's value with an average record (the training mean); "
-               "categories are compared with 'no category'. Values earlier steps added are held fixed.")
-    if a["delta"] is not None:
-        st.caption(f"Integrated Gradients check (convergence delta): the bars add up to the change in "
-                   f"score from an average record within {abs(a['delta']):.2g} "
-                   f"(total change {a['target_logit'] - a['baseline_logit']:+.3f}).")
-    st.dataframe(pd.DataFrame({"Value": labels, "This record": raws, "Attribution": np.round(vals, 4)}),
-                 hide_index=True, key="ex_attr_table")
-
-
-def compare(view: dict, use, order) -> None:
-    if b.pf is None:
-        st.info("No P-Fusion model is available for this dataset, so there is nothing to compare with.")
-        return
-    st.markdown("P-Fusion reads all kinds of data **at once**. When one is missing (or switched off here) "
-                "it fills in the average value and still uses it; MultiModN skips that step instead.")
-    pf_now = R.pfusion_view(ref, rid, use)
-    all_use = tuple(m for m in order if measured[m])
-    pf_all = R.pfusion_view(ref, rid, all_use)
-    mmn_all = R.record_view(ref, rid, all_use, tuple(order)).value
-    rows = []
-    for t, td in tasks.items():
-        rows.append({"Outcome": td.display, "Actual": actual_text(td, view.label[t], classes.get(t)),
-                     "MultiModN (your choices)": value_text(td, view.value[t][-1], classes.get(t)),
-                     "P-Fusion (your choices)": value_text(td, pf_now[t], classes.get(t)),
-                     "MultiModN (all measured data)": value_text(td, mmn_all[t][-1], classes.get(t)),
-                     "P-Fusion (all measured data)": value_text(td, pf_all[t], classes.get(t))})
-    binary = [t for t, td in tasks.items() if td.type == "binary"]
-    if binary:
-        fig = F.compare_bars([tasks[t].display for t in binary], [view.value[t][-1] for t in binary],
-                             [pf_now[t] for t in binary], [mmn_all[t][-1] for t in binary],
-                             [pf_all[t] for t in binary])
-        st.plotly_chart(fig, key="ex_compare_chart", config=CHART_CONFIG)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="ex_compare_table")
-
-
-def data_tab(use) -> None:
-    rec = b.ds.frame.iloc[row]
-    grid = st.columns(2, gap="large")
-    for gi, m in enumerate(names):
-        with grid[gi % 2]:
-            mspec = spec.modality(m)
-            st.markdown(f"{swatch(colors[m])} **{md(mspec.display)}**")
-            if not measured[m]:
-                st.caption("**Not measured** for this record")
-            elif m not in use:
-                st.caption(":orange[**Skipped by you**]: measured, but switched off above, so the predictions "
-                           "do not use it")
-            if mspec.description:
-                st.caption(md(mspec.description))
-            if not measured[m]:
-                pass
-            elif mspec.kind == "tabular":
-                st.dataframe(pd.DataFrame({
-                    "Measurement": [col_label(mspec, c) for c in mspec.columns],
-                    "Value": [raw_text(rec[c]) if not isinstance(rec[c], str) else rec[c] for c in mspec.columns],
-                    "Unit": [mspec.units.get(c, "") for c in mspec.columns]}), hide_index=True,
-                    key=f"ex_data__{m}")
-            else:
-                seq = b.ds.sequences[m]
-                part = seq[seq[mspec.key].astype(str) == rid][[mspec.time_column, *mspec.columns]]
-                part = part.rename(columns={c: f"{col_label(mspec, c)} ({mspec.units[c]})" if mspec.units.get(c)
-                                            else col_label(mspec, c) for c in part.columns})
-                st.dataframe(part, hide_index=True, key=f"ex_data__{m}", height=min(400, 40 + 35 * len(part)))
 
 
 record_body()

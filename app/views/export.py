@@ -10,6 +10,7 @@ from app import report
 from app import resources as R
 from app import state as S
 from app.common import md, mod_label, require_bundle, task_label
+from mmn_core.explain import browse as B
 
 ss = st.session_state
 b = require_bundle()
@@ -19,9 +20,8 @@ names = spec.modality_names
 view = ss.get(S.EX_VIEW)
 if not view or view.get("ref") != ref or view.get("record") not in b.pos:
     # No Explorer view yet: the record the Explorer opens on (largest error on the first outcome), all its data.
-    table = R.cohort_table(ref)
     first = spec.tasks[0].name
-    rid = table.sort_values(f"{first}__surprise", ascending=False, na_position="last", kind="stable")["id"].iloc[0]
+    rid = B.filter_records(R.cohort_table(ref), spec.tasks[0], b.trained.prep.classes.get(first))["id"].iloc[0]
     row = b.pos[rid]
     use = tuple(m for m in names if bool(b.data.present[m][row]))
     view = {"ref": ref, "record": rid, "use": use, "order": tuple(names), "focus": first}

@@ -16,6 +16,7 @@ from mmn_core.train import MITIGATIONS, mitigation_options
 from app import figures as F
 from app import resources as R
 from app import state as S
+from app import uploads as U
 from app.common import active_dataset, md, mod_label, require_bundle, show_error
 
 ss = st.session_state
@@ -139,7 +140,7 @@ elif src == sources[2]:
         chart = st.empty()
         histories: dict[str, list] = {}
         out_dirs = {}
-        folder = R.private_dir(R.CACHE_DIR / "trained") / uuid.uuid4().hex[:12]
+        folder = U.private_dir(U.CACHE_DIR / "trained") / uuid.uuid4().hex[:12]
         for i, kind in enumerate(kinds):
             histories[kind] = []
 
@@ -165,7 +166,7 @@ elif src == sources[2]:
 else:
     st.markdown("Upload a table (CSV or Parquet) and a spec (YAML) that says which columns form which kind of "
                 "data and which are outcomes (see `data/support2/spec.yaml` for an example). Files up to "
-                "200 MB; everything stays on this computer.")
+                f"{U.UPLOAD_CAP_TEXT}; everything stays on this computer.")
     c1, c2 = st.columns(2)
     tables = c1.file_uploader("Data table(s)", type=["csv", "gz", "parquet"], accept_multiple_files=True,
                               key=S.MD_UPLOAD_DATA)
@@ -173,7 +174,7 @@ else:
     if st.button("Check and use this data", key=S.MD_USE_UPLOAD, type="primary",
                  disabled=not (tables and spec_file)):
         try:
-            key, info = R.register_upload((spec_file.name, spec_file.getvalue()),
+            key, info = U.register_upload((spec_file.name, spec_file.getvalue()),
                                           [(f.name, f.getvalue()) for f in tables])
             R.get_dataset(key, info["spec"], info["data"])
             uploads[key] = info

@@ -39,7 +39,7 @@ from .coalitions import (  # noqa: F401
 from .cohort import StateMap, _fit_anywhere, _mean, _sd, cohort_importance, pattern_metrics, pattern_name  # noqa: F401
 from .narration import _num, _pct, _push, narrative  # noqa: F401
 from .ordering import order_sensitivity  # noqa: F401
-from .record import RecordView, _json, explain_record, record_view  # noqa: F401
+from .record import RecordView, explain_record, record_view  # noqa: F401
 from .steps import Trace, _run_all, trace  # noqa: F401
 
 __all__ = [

@@ -78,8 +78,8 @@ def _sd(a) -> float:
 
 
 def pattern_name(trained: Trained, pattern: dict[str, bool]) -> str:
-    names = [trained.spec.modality(m).display for m, b in pattern.items() if b]
-    return " + ".join(names) if names else "(none)"
+    from .browse import pattern_label          # the one vocabulary of pattern names (missingness.PATTERN_NAMES)
+    return pattern_label(trained.spec, pattern)
 
 
 def pattern_metrics(trained: Trained, data: TensorData, batch_size: int = 4096,

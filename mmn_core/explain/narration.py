@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 from functools import partial
 
-from ..fmt import percent as _pct, with_units as _num
+import numpy as np
+
+from ..fmt import percent as _pct, points as _pts, with_units as _num
 from .steps import Trace
 
 
@@ -74,3 +76,56 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
     return lines
 
 
+# --- the trust element and what to measure next ----------------------------------------------------------------
+def trust_sentence(rf, spec) -> str:
+    """faithfulness.RecordFaithfulness.sentence with display names: the engine's comparison with random orders
+    (no modality names in it), then the out-of-distribution caution naming the modalities as the spec does."""
+    head = rf.sentence.split(" Caution:", 1)[0]
+    head = head.replace("the two modalities", "the two kinds of data").replace("the modality", "the kind of data")
+    head = head.replace("has no modality", "has no data").replace("has one modality", "has one kind of data")
+    k = min(2, max(len(rf.removed) - 1, 0))
+    top = [spec.modality(m).display for m in rf.removed[:k]]
+    if top:
+        head = head.replace(" ranks highest ", f" ranks highest ({' and '.join(top)}) ", 1)
+    flagged = [spec.modality(m).display for m in rf.removed[:k] if m in rf.ood_skips]
+    if not flagged:
+        return head
+    one = len(flagged) == 1
+    return (f"{head} Caution: {' and '.join(flagged)} {'was' if one else 'were'} almost never missing in training, "
+            f"so the model has rarely seen a record without {'it' if one else 'them'}.")
+
+
+def _size(task, x: float) -> str:
+    """An unsigned change: '4 points' / '<1 point' (probabilities) or '1.2 kg' (regression)."""
+    return _pts(x).lstrip("+") if task.type != "regression" else _num(abs(x), task.units)
+
+
+def acquisition_sentence(spec, task: str, rows, mode: str, k: int) -> str:
+    """What to measure next, read aloud: the top candidate's expected change and how often the prediction
+    would flip; for a fully measured record, what the estimate would have said for its most telling data."""
+    t = spec.task(task)
+    what = t.display.lower() if t.display[:1].isupper() and not t.display[:2].isupper() else t.display
+    val = _pct if t.type != "regression" else partial(_num, units=t.units)
+    if not rows:
+        return (f"No similar training record has the missing data, so nothing can be estimated for {what}."
+                if mode == "missing" else f"No estimate is possible for {what}.")
+    r = rows[0]
+    name = spec.modality(r.modality).display
+    if mode == "hindsight":
+        return (f"Everything was measured. Had {name} not been measured, borrowing it from the {k} most similar "
+                f"training records would have expected the prediction of {what} to move by "
+                f"{_size(t, r.expected_abs_change)} on average; its real value moved it by "
+                f"{_size(t, abs(r.actual - r.current))}.")
+    s = (f"Measuring {name} is expected to change the prediction of {what} the most: by "
+         f"{_size(t, r.expected_abs_change)} on average, from {val(r.current)} now")
+    if t.type == "binary":
+        s += f"; in {_pct(r.flip_probability)} of the {len(r.outcomes)} most similar records it would cross 50%."
+    elif t.type == "multiclass":
+        s += f"; in {_pct(r.flip_probability)} of the {len(r.outcomes)} most similar records the predicted " \
+             f"category would change."
+    else:
+        lo, hi = np.quantile(r.outcomes, [0.1, 0.9]) if len(r.outcomes) else (math.nan, math.nan)
+        s += f"; with the {len(r.outcomes)} most similar records' values it would lie between {val(lo)} and {val(hi)}."
+    if len(rows) > 1:
+        s += f" Next: {spec.modality(rows[1].modality).display} ({_size(t, rows[1].expected_abs_change)})."
+    return s

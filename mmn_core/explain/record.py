@@ -2,13 +2,13 @@
 (the CLI's `explain --json`), both built from the same trace and Shapley values."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..checkpoint import Trained
 from ..data import Dataset, TensorData
+from ..fmt import json_safe
 from ._base import _task
 from .attribution import attribute_modalities
 from .coalitions import shapley
@@ -61,20 +61,6 @@ def record_view(trained: Trained, one: TensorData, present: dict | None = None,
 
 
 # --- one record, as the CLI prints it ---------------------------------------------------------------------
-def _json(v):
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_json(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
-    if isinstance(v, (np.floating, float)):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
 def explain_record(trained: Trained, ds: Dataset, record_id: str, task: str | None = None,
                    method: str = "ig") -> dict:
     """Everything about one record as JSON-ready data (the CLI's `explain --json`):
@@ -124,4 +110,4 @@ def explain_record(trained: Trained, ds: Dataset, record_id: str, task: str | No
         out["features"][t] = {m: a.by_column for m, a in attrs.items()}
         out["convergence_delta"][t] = {m: a.delta for m, a in attrs.items()}
         out["narrative"][t] = narrative(tr, 0, t, trained.spec, attrs)
-    return _json(out)
+    return json_safe(out)
