@@ -169,6 +169,8 @@ def importances(ctx: _Ctx, methods=METHODS, ig_steps: int = 32, samples: int = 8
         elif m == "leave_one_out":
             out[m] = _toward(ctx, E.leave_one_out(tr, data, batch_rows=ROWS)[ctx.task])
         elif m == "step_delta":
+            if not E._is_sequential(tr.model):
+                raise ValueError(STEP_DELTA_NA)
             out[m] = _toward(ctx, np.moveaxis(E.trace(tr, data).delta[ctx.task], 0, 1)) * ctx.has
         elif m == "ig":
             out[m] = _ig(ctx, ig_steps)
