@@ -309,6 +309,11 @@ def cmd_faithfulness(args):
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
     na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
+    if args.values:
+        vp = payload["value_vs_presence"]["modalities"]
+        na += "\n\npresence vs value (mean |Shapley|; value = kept present at its training mean)\n" + _table(
+            [[m, c["absent_in_training"], c["skip_credit"], c["value_credit"]] for m, c in vp.items()],
+            ["modality", "absent in training", "skip credit", "value credit"])
     _emit(args, payload, f"{_shown(trained.spec, task)}: {payload['records']} records ({payload['model_kind']})\n\n"
           + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]) + na)
 

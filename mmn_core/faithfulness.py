@@ -169,6 +169,8 @@ def importances(ctx: _Ctx, methods=METHODS, ig_steps: int = 32, samples: int = 8
         elif m == "leave_one_out":
             out[m] = _toward(ctx, E.leave_one_out(tr, data, batch_rows=ROWS)[ctx.task])
         elif m == "step_delta":
+            if not E._is_sequential(tr.model):
+                raise ValueError(STEP_DELTA_NA)
             out[m] = _toward(ctx, np.moveaxis(E.trace(tr, data).delta[ctx.task], 0, 1)) * ctx.has
         elif m == "ig":
             out[m] = _ig(ctx, ig_steps)
@@ -319,6 +321,15 @@ class FaithfulnessReport:
                 "randomization_cascade": {k: v for k, v in self.randomization.items() if k != "per_record"}}
 
 
+def _sample(trained: Trained, data: TensorData, records: int, seed: int, rows=None) -> np.ndarray:
+    """Sorted seeded sample of ≤ `records` positions (among `rows`) of records with ≥ 1 modality."""
+    has = np.stack([data.present[m].numpy() for m in trained.model.modality_names]).any(0)
+    has_any = np.flatnonzero(has) if rows is None else np.asarray(rows)[has[np.asarray(rows)]]
+    if not len(has_any):
+        raise ValueError("no record has any modality")
+    return np.sort(np.random.default_rng(seed).choice(has_any, size=min(records, len(has_any)), replace=False))
+
+
 STEP_DELTA_NA = "P-Fusion encodes every modality at once: it has no per-modality steps, so no step deltas"
 
 
@@ -348,20 +359,17 @@ def _ood(ranks: np.ndarray, has: np.ndarray, absent: np.ndarray) -> float:
 
 def cohort_faithfulness(trained: Trained, data, task: str, records: int = 500, seed: int = 0,
                         methods=METHODS, random_orders: int = 16, randomization_records: int = 24,
-                        ig_steps: int = 32, samples: int = 8) -> FaithfulnessReport:
+                        ig_steps: int = 32, samples: int = 8, rows=None) -> FaithfulnessReport:
     """Faithfulness of every method on a seeded sample of `records` records of `data` (Dataset or TensorData)
-    that have at least one modality; the randomization cascade uses the first `randomization_records` of them.
+    (among positions `rows`, default all) that have at least one modality; the randomization cascade uses the
+    first `randomization_records` of them.
     Methods that do not apply to the model (P-Fusion: step_delta) are listed in `not_applicable`."""
     data = _prepare(trained, data, task)
     methods, skipped = _applicable(trained, methods)
     if records < 1:
         raise ValueError(f"records must be at least 1, got {records}")
     absent = absent_in_training(trained, data)
-    has_any = np.flatnonzero(np.stack([data.present[m].numpy() for m in trained.model.modality_names]).any(0))
-    if not len(has_any):
-        raise ValueError("no record has any modality")
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(has_any, size=min(records, len(has_any)), replace=False))
+    pick = _sample(trained, data, records, seed, rows)
     sub = data.subset(pick)
     ctx = _context(trained, sub, task)
     p = ctx.has.sum(1)

@@ -108,7 +108,7 @@ def cohort_curves(trained: Trained, data: TensorData, task: str, records: int = 
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(has_any, size=min(records, len(has_any)), replace=False))
     ctx = FA._context(trained, data.subset(pick), task)
-    imp = FA.importances(ctx, methods, seed=seed)
+    imp = FA.importances(ctx, FA._applicable(trained, methods)[0], seed=seed)      # P-Fusion: no step_delta
     ranks = np.stack([FA._ranks(imp[m], ctx.has) for m in imp] + list(FA._random_ranks(ctx.has, random_orders, seed)))
     dele = FA._curves(ctx, ranks)[0].mean(1)                                # (R, E+1)
     k = len(imp)

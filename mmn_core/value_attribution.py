@@ -139,16 +139,14 @@ def _credits(trained, data, ctx, skip, value) -> dict[str, ModalityCredit]:
 
 
 def value_vs_presence(trained: Trained, data, task: str, records: int = 500, seed: int = 0,
-                      random_orders: int = 16, samples: int = 64) -> ValueVsPresence:
+                      random_orders: int = 16, samples: int = 64, rows=None) -> ValueVsPresence:
     """Skip vs value credit of every modality on a seeded sample of records with ≥ 1 modality (MultiModN
-    or P-Fusion; `data` a Dataset or the TensorData the checkpoint's preprocessing produced)."""
+    or P-Fusion; `data` a Dataset or the TensorData the checkpoint's preprocessing produced; sampled among
+    positions `rows`, default all)."""
     data = F._prepare(trained, data, task)
     if records < 1:
         raise ValueError(f"records must be at least 1, got {records}")
-    has_any = np.flatnonzero(np.stack([data.present[m].numpy() for m in trained.model.modality_names]).any(0))
-    if not len(has_any):
-        raise ValueError("no record has any modality")
-    pick = np.sort(np.random.default_rng(seed).choice(has_any, size=min(records, len(has_any)), replace=False))
+    pick = F._sample(trained, data, records, seed, rows)
     ref = reference_inputs(trained, data)          # from all of `data`'s non-test records, not the sample
     sub = data.subset(pick)
     ctx = F._context(trained, sub, task)

@@ -243,8 +243,13 @@ def test_pfusion_cohort_faithfulness_side_by_side():
     assert np.allclose(dele[:, np.arange(len(data)), ctx.has.sum(1)], 0.5, atol=1e-6)
     with pytest.raises(ValueError, match="no per-modality steps"):
         F.record_faithfulness(trained, data, 0, "y", "step_delta")
+    with pytest.raises(ValueError, match="no per-modality steps"):
+        F.importances(ctx, ["step_delta"])
     r = F.record_faithfulness(trained, data, 0, "y", "shapley")
     assert r.deletion[-1] == pytest.approx(0.5, abs=1e-6)
+    from mmn_core.panels import cohort_curves
+    cc = cohort_curves(trained, data, "y", records=20)
+    assert "step_delta" not in cc.curves and set(cc.curves) == set(F.METHODS) - {"step_delta"} | {"random"}
 
 
 def test_cli_pfusion(tmp_path, capsys):
