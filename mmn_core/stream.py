@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import torch
 
 from .data import (HUGE, MAX_CATEGORIES, MAX_SEQ_LEN, MIN_SPLIT_ROWS, Dataset, Preprocessor, TensorData,
-                   _is_numeric, _labels, class_values)
+                   _labels, category_text, class_values, is_categorical)
 from .model import ModelConfig, ModelOutput
 from .spec import DatasetSpec, SpecError, load_spec
 from .train import History, Progress, TrainConfig, epoch_presence, evaluate_loss, predict, train_epoch
@@ -184,7 +184,7 @@ def fit_preprocessor(source: ParquetSource, groups, chunk_rows: int = CHUNK_ROWS
             table = ds.frame if m.kind == "tabular" else ds.sequences[m.name]
             for c in m.columns:
                 s = table[c]
-                if _is_numeric(s):
+                if not is_categorical(m, c, s):        # the same rule as Preprocessor.fit (spec `categorical`)
                     v = s.to_numpy(dtype=float, na_value=np.nan)
                     if (np.abs(v) > HUGE).any():       # inf too; NaN compares False
                         raise SpecError(f"{source.path}: column '{c}' has infinite or huge values (|x| > "
@@ -192,7 +192,7 @@ def fit_preprocessor(source: ParquetSource, groups, chunk_rows: int = CHUNK_ROWS
                     moments.setdefault((m.name, c), _Moments()).add(v)
                 else:
                     seen = cats.setdefault((m.name, c), set())
-                    seen.update(s.dropna().astype(str).unique().tolist())
+                    seen.update(category_text(s.dropna()).unique().tolist())
                     if len(seen) > MAX_CATEGORIES:
                         raise SpecError(f"{source.path}: categorical column '{c}' of modality '{m.name}' has over "
                                         f"{MAX_CATEGORIES:,} distinct values: group rare values or leave it out")
