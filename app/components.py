@@ -13,7 +13,7 @@ import streamlit as st
 
 from mmn_core.explain.browse import attribution_in_units, headlines
 from mmn_core.fmt import percent, points, with_units
-from mmn_core.panels import PFUSION_ACQUIRE, PFUSION_TRUST
+from mmn_core.panels import PFUSION_ACQUIRE
 
 from . import figures as F
 from . import resources as R
@@ -370,8 +370,9 @@ def compare(b, view, use, order) -> None:
                              [pf_all[t] for t in binary])
         st.plotly_chart(fig, key="ex_compare_chart", config=CHART_CONFIG)
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="ex_compare_table")
-    st.caption("Not available for P-Fusion — How much to trust this: " + md(PFUSION_TRUST) + " What to measure "
-               "next: " + md(PFUSION_ACQUIRE))
+    st.caption("Not available for P-Fusion — What to measure next: " + md(PFUSION_ACQUIRE) + " How far P-Fusion's "
+               "explanations can be trusted (its own zero-fill ablation): `python -m mmn_core faithfulness "
+               "--checkpoint` with its checkpoint, and benchmarks/explain_evidence.md.")
 
 
 def state_tab(b, view, focus: str, table: pd.DataFrame, use) -> None:

@@ -20,8 +20,6 @@ from .data import TensorData
 from .explain._base import _is_sequential, _task
 from .explain.narration import acquisition_sentence, trust_sentence
 
-PFUSION_TRUST = ("P-Fusion reads every kind of data at once and has no steps to skip, so its explanation cannot "
-                 "be checked by removing modalities one at a time.")
 PFUSION_ACQUIRE = ("P-Fusion has no step-by-step state to find similar records in, so it cannot estimate what "
                    "measuring a missing kind of data would change.")
 
@@ -76,13 +74,15 @@ def record_trust(trained: Trained, data: TensorData, row: int, task: str, use=No
     out-of-distribution flags) with only `use` on, for `method`, against `random_orders` random orders.
     shown: (prior, final) of the record's binary/regression value in the dataset's order, if the caller has
     them (a RecordView): they orient the curve; otherwise one more forward computes them."""
-    if not _is_sequential(trained.model):
-        return Trust(task, method, False, reason=PFUSION_TRUST)
     d = _with_use(data, row, use)
     rf = FA.record_faithfulness(trained, d, row, task, method, random_orders=random_orders, seed=seed)
     if shown is None and _task(trained, task).type != "multiclass":
         from .explain.steps import trace
-        v = np.asarray(trace(trained, d.subset([row])).value[task][:, 0], dtype=float)
+        one = d.subset([row])
+        v = np.asarray(trace(trained, one).value[task][:, 0], dtype=float)
+        if not _is_sequential(trained.model):      # P-Fusion has no prior step: its prior is "nothing present"
+            none = {m: False for m in trained.model.modality_names}
+            v = np.r_[trace(trained, one, present=none).value[task][-1, 0], v[-1]]
         shown = (float(v[0]), float(v[-1]))
     prior, final = shown if shown is not None else (0.0, 1.0)
     return Trust(task, method, True, tuple(rf.removed), _to_shown(trained, task, rf.deletion, final, prior),
@@ -177,5 +177,5 @@ def _row(me: AQ.ModalityEstimate, task: str, actual: float = math.nan) -> Measur
 
 
 def explain_faithfulness(trained: Trained, data: TensorData, row: int, tasks, method: str = "shapley") -> dict:
-    """The CLI's `explain --json` "faithfulness" field: {task: Trust.to_json()} (unavailable for P-Fusion)."""
+    """The CLI's `explain --json` "faithfulness" field: {task: Trust.to_json()} (P-Fusion: checked with its own zero-fill ablation)."""
     return {t: record_trust(trained, data, row, t, method=method).to_json() for t in tasks}

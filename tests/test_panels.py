@@ -126,11 +126,21 @@ def test_record_trust_is_the_faithfulness_curve_in_shown_units(s2):
     assert top in t.sentence and t.removed[0] not in t.sentence.replace(top, "")      # display names only
 
 
-def test_record_trust_for_pfusion_says_why_not():
+def test_record_trust_for_pfusion_uses_its_own_ablation():
+    """P-Fusion's explanation is checked with its own absence (zero-fill + presence mask): the curve starts at its
+    prediction of the full record and ends at its prediction with nothing present; What to measure next is not
+    available (no state to find neighbours in)."""
+    from mmn_core.explain.steps import trace
     pf = load(CK / "support2-pfusion")
     data = pf.prep.transform(load_dataset("support2"))
     t = P.record_trust(pf, data, 0, "death")
-    assert not t.available and "P-Fusion" in t.reason and len(t.deletion) == 0
+    one = data.subset([0])
+    full = float(trace(pf, one).value["death"][-1, 0])
+    none = float(trace(pf, one, present={m: False for m in pf.model.modality_names}).value["death"][-1, 0])
+    has = sum(bool(data.present[m][0]) for m in pf.model.modality_names)
+    assert t.available and len(t.removed) == has and len(t.deletion) == has + 1
+    assert abs(t.deletion[0] - full) < 1e-6 and abs(t.deletion[-1] - none) < 1e-6
+    assert abs(t.random[0] - full) < 1e-6 and abs(t.random[-1] - none) < 1e-6
     assert all(m.mode == "unavailable" and "P-Fusion" in m.reason for m in P.measure_next(pf, data, 0, None).values())
 
 
