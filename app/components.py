@@ -164,7 +164,7 @@ def headline(spec, view, classes: dict, sure: dict[str, str] | None = None) -> N
     cols = st.columns(len(spec.tasks))
     for c, td in zip(cols, spec.tasks):
         h = headlines(view, [td])[td.name]
-        delta = F.signed(h.change, td.units) if td.type == "regression" else F.points(h.change)
+        delta = label_md(F.signed(h.change, td.units)) if td.type == "regression" else F.points(h.change)
         plain = class_names(td, classes.get(td.name))
         shown = plain[h.cls] if h.cls is not None else value_text(td, h.final, classes.get(td.name))
         c.metric(label_md(td.display), label_md(shown), delta=delta, delta_color="off", delta_arrow=h.direction,
