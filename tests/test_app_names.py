@@ -9,6 +9,7 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from app import resources as R
+from app import uploads as U
 from app import state as S
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py")
@@ -17,7 +18,7 @@ TASK = "Death (1 yr)"
 
 
 def test_slide_names_upload_train_and_explore(tmp_path, monkeypatch):
-    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path)
     rng = np.random.default_rng(0)
     n = 80
     frame = pd.DataFrame({"patient id": [f"p {i}" for i in range(n)], "ALT (U/L)": rng.normal(30, 5, n),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app import resources as R
+from app import uploads as U
 from app import state as S
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py")
@@ -18,7 +18,7 @@ def _texts(at: AppTest) -> list[str]:
 
 
 def test_a_training_error_is_shown_with_its_cause_not_as_an_interruption(tmp_path, monkeypatch):
-    monkeypatch.setattr(R, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("views/model.py").run()
     at.radio(key=S.MD_SOURCE).set_value("Use your own data").run()
