@@ -259,7 +259,7 @@ def measure_panel(b, focus: str, use) -> None:
                         key="ex_measure_chart", config=CHART_CONFIG)
         st.caption(f"Each dot: the prediction with the value of one of the {mn.k} most similar training records "
                    "that have this data; the box holds the middle half. Solid line: the prediction now"
-                   + ("; dotted: 50%." if spec.task(focus).type == "binary" else ".")
+                   + ("; dotted, when near: 50%." if spec.task(focus).type == "binary" else ".")
                    + (" Star: with the record's real value." if mn.mode == "hindsight" else ""))
         st.dataframe(measure_table(spec, by_task), hide_index=True, key="ex_measure_table")
         if mn.no_donors:

@@ -657,7 +657,7 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if threshold is not None and task_type == "binary" and lo - 15 <= 100 * threshold <= hi + 15:
         lo, hi = min(lo, 100 * threshold), max(hi, 100 * threshold)
     pad = max(0.12 * (hi - lo), 2.0 if pct_axis else 0.05 * max(abs(hi), 1.0))
-    rng = [max(lo - pad, -2.0), min(hi + pad, 102.0)] if pct_axis else [lo - pad, hi + pad]
+    rng = [max(lo - pad, -1.0), min(hi + pad, 101.0)] if pct_axis else [lo - pad, hi + pad]
     xaxis = {**_value_axis(task_type, units, "Prediction after measuring it"), "range": rng}
     left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
     return _fig(traces, esc(title) if title else None, 90 + 46 * len(names), xaxis,
