@@ -27,6 +27,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&@])")
 _PLUGIN = re.compile(r"(\\:)(?=\S)|(?i:(www))(?=\\\.)|(\\@)")
 # A widget label: escape only where Markdown would act (an ordinary name stays exactly as it is).
 _LABEL_SPECIAL = re.compile(r"[\\`*\[\]~$<>]|&(?=#?\w+;)|:(?=\S)|(?<!\w)_|_(?!\w)")
+_LABEL_LINK = re.compile(r"(?i:(www))(?=\.)|(@)(?=\w)")   # GFM autolinks `www.x` and `a@b.c` in labels too
 # A spreadsheet runs a cell as a formula when its first visible character is one of these (full-width forms
 # included: Excel and LibreOffice fold them).
 _FORMULA_START = frozenset("=+-@")
@@ -46,9 +47,10 @@ def markdown(text) -> str:
 
 def label(text) -> str:
     """User text for a widget label: escaped only where Markdown would act, so 'Vital signs (day 3)' stays as
-    it is (Streamlit also reads the label aloud as the control's accessible name); ':' before a word gets a
-    word joiner too, since emoji / icon shortcodes are matched after the backslash is gone."""
+    it is (Streamlit also reads the label aloud as the control's accessible name); ':' before a word, 'www'
+    before '.' and '@' before a word get a word joiner too (shortcodes and autolinks ignore backslashes)."""
     s = _LABEL_SPECIAL.sub(lambda m: "\\" + m.group(0), _clean(text))
+    s = _LABEL_LINK.sub(lambda m: (m.group(1) or m.group(2)) + WJ, s)
     return s.replace("\\:", "\\:" + WJ)
 
 

@@ -30,7 +30,7 @@ import mmn_core.train  # noqa: F401
 from mmn_core.cli import main
 
 torch.set_num_threads(1)
-CASES_PER_FAULT = 10          # 45 faults x 10 = 450 malformed cases
+CASES_PER_FAULT = 10          # 44 faults x 10 = 440 malformed cases
 TIMEOUT = 60                  # seconds per case: a hang fails instead of blocking the suite
 
 
