@@ -132,8 +132,29 @@ def _metrics_text(matrix: dict) -> str:
 
 
 def cmd_train(args):
+    if getattr(args, "distributed", False):
+        return _train_distributed(args)
+    _train(args)
+
+
+def _train_distributed(args):
+    """`cmd_train` on every torchrun rank: data-parallel training, rank 0 alone saves and prints."""
+    from . import distributed
+    if not distributed.launched():
+        raise BadInput("--distributed needs torchrun: torchrun --standalone --nproc_per_node=N -m mmn_core "
+                       "train ... --distributed")
+    comm = distributed.init()
+    try:
+        _train(args, comm)
+        comm.barrier()
+    finally:
+        distributed.shutdown()
+
+
+def _train(args, comm=None):
     from .checkpoint import check_save_target, save
     from .train import train_model
+    main_rank = comm is None or comm.is_main
     check_save_target(Path(args.out).absolute())     # refuse before an hour of training, not after
     from .data import MIN_SPLIT_ROWS
     if args.chunk_rows is not None and not args.stream:
@@ -147,18 +168,22 @@ def cmd_train(args):
                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise BadInput(f"--out {args.out}: exists and is not a folder")
-    bar = _progress_bar(config.epochs, f"training {args.model}")
+    bar = _progress_bar(config.epochs, f"training {args.model}") if main_rank else None
 
     def progress(row):
         bar.update(1)
         bar.set_postfix(loss=f"{row.get('val_loss', row['train_loss']):.4f}")
 
     if args.stream:
+        if comm is not None:
+            raise BadInput("--stream and --distributed cannot be combined yet: choose one")
         from .stream import CHUNK_ROWS, train_stream
         trained = train_stream(args.data, args.spec, args.model, config=config,
                                chunk_rows=args.chunk_rows or CHUNK_ROWS, progress=progress)
     else:
-        trained = train_model(ds, args.model, config=config, progress=progress)
+        trained = train_model(ds, args.model, config=config, progress=progress if bar else None, comm=comm)
+    if bar is None:
+        return                                       # other ranks: rank 0 writes the checkpoint
     bar.close()
     try:
         out = save(trained, args.out)
@@ -167,6 +192,8 @@ def cmd_train(args):
         raise BadInput(f"--out {args.out}: cannot write the checkpoint ({reason})") from None
     payload = {"checkpoint": str(out), "model": args.model, "epochs_run": len(trained.history),
                "rows": trained.info["rows"], **trained.metrics}
+    if "distributed" in trained.info:
+        payload["distributed"] = trained.info["distributed"]
     _emit(args, payload, f"saved {args.model} checkpoint to {out}\n\n{_metrics_text(trained.metrics)}")
 
 
@@ -356,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", action="store_true",
                    help="stream a Parquet --data in row-group chunks (cohorts larger than memory)")
     t.add_argument("--chunk-rows", type=_int_in(1, 10**9), help="--stream: records per chunk (default 50,000)")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training; start with torchrun --nproc_per_node=N -m mmn_core train ...")
     command("evaluate", cmd_evaluate, "Per-step x per-task metrics of a checkpoint.", source=False,
             checkpoint=True)
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")

@@ -271,3 +271,43 @@ def test_one_mitigation_vocabulary_for_cli_mnar_lab_and_model_page():
         mitigation_options("presence-balance", names, None)
     with pytest.raises(ValueError, match="unknown mitigation"):
         mitigation_options("balance", names, "outcome")
+
+
+@pytest.mark.parametrize("options", [{}, {"modality_dropout": 0.3, "shuffle_order": True},
+                                     {"balance_modalities": ("labs",), "balance_task": "outcome"}])
+def test_fit_is_epoch_presence_then_train_epoch(synthetic_small, options):
+    """`train_epoch` is fit's epoch (the streaming trainer calls it per chunk): the same seed, the same
+    generator draws in the same order, bit-identical weights."""
+    from mmn_core.train import epoch_presence, optimizer, train_epoch
+    ds = synthetic_small.subset(range(300))
+    prep, train, _ = _tensors(ds)
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=5, patience=100, **options)
+    model = _fresh(ds, prep)
+    history = fit(model, train, None, cfg)
+    manual = _fresh(ds, prep)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = optimizer(manual, cfg)
+    losses, weights = [], []
+    for _ in range(cfg.epochs):
+        total, count, cancelled = train_epoch(manual, train, epoch_presence(train, cfg, gen), opt, cfg, gen)
+        assert count == len(train) and not cancelled
+        losses.append(total / count)
+        weights.append({k: v.clone() for k, v in manual.state_dict().items()})
+    assert [h["train_loss"] for h in history] == pytest.approx(losses, rel=1e-12)
+    best = weights[min(range(len(losses)), key=losses.__getitem__)]   # fit keeps the best epoch (no validation)
+    for k, a in model.state_dict().items():
+        assert torch.equal(a, best[k]), k
+
+
+def test_train_epoch_cancel_returns_what_it_did(synthetic_small):
+    from mmn_core.train import epoch_presence, optimizer, train_epoch
+    ds = synthetic_small.subset(range(300))
+    prep, train, _ = _tensors(ds)
+    cfg = TrainConfig(batch_size=50, seed=0)
+    model = _fresh(ds, prep)
+    gen = torch.Generator().manual_seed(0)
+    calls = iter([False, False, True])
+    total, count, cancelled = train_epoch(model, train, epoch_presence(train, cfg, gen), optimizer(model, cfg),
+                                          cfg, gen, lambda: next(calls))
+    assert cancelled and count == 100 and total > 0
