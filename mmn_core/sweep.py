@@ -1,7 +1,8 @@
 """Batched sweeps: train several independent models (the folds of `compare`, the cells of an MNAR grid) together.
 
 Each model trains in a worker process with `train.fit`, exactly as it would one by one: the same code, seeds and
-thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py). Worker processes were chosen over a
+thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py).
+Worker processes were chosen over a
 vectorized ensemble (`torch.func.vmap` over stacked models): on this machine one vmap step of 5-20 stacked models
 was only 1.0-1.6x faster than the separate steps, even before the ensemble pays for exactness (every model's
 dropout masks, batch order, early stopping and Adam step count replayed per model; packed GRU sequences are
