@@ -1,11 +1,10 @@
 """Batched sweeps: train several independent models (the folds of `compare`, the cells of an MNAR grid) together.
 
 Each model trains in a worker process with `train.fit`, exactly as it would one by one: the same code, seeds and
-thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py).
-Worker processes were chosen over a
-vectorized ensemble (`torch.func.vmap` over stacked models): on this machine one vmap step of 5-20 stacked models
-was only 1.0-1.6x faster than the separate steps, even before the ensemble pays for exactness (every model's
-dropout masks, batch order, early stopping and Adam step count replayed per model; packed GRU sequences are
+thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py). Worker processes were
+chosen over a vectorized ensemble (`torch.func.vmap` over stacked models): on this machine one vmap step of 5-20
+stacked models was only 1.0-1.6x faster than the separate steps, even before the ensemble pays for exactness (every
+model's dropout masks, batch order, early stopping and Adam step count replayed per model; packed GRU sequences are
 data-dependent and would need a masked rewrite), while processes gave 2.4x on `compare` (benchmarks/sweep_speed.md).
 
 Workers come from a fork server (never forked from the caller: the dashboard is multi-threaded): the server imports
