@@ -195,7 +195,7 @@ def _train(args, comm=None):
 
     if args.stream:
         if comm is not None:
-            raise BadInput("--stream and --distributed cannot be combined yet")
+            raise BadInput("--stream and --distributed cannot be combined yet: choose one")
         from .stream import CHUNK_ROWS, train_stream
         trained = train_stream(args.data, args.spec, args.model, config=config,
                                chunk_rows=args.chunk_rows or CHUNK_ROWS, progress=progress)

@@ -1,14 +1,16 @@
 """Batched sweeps: train several independent models (the folds of `compare`, the cells of an MNAR grid) together.
 
 Each model trains in a worker process with `train.fit`, exactly as it would one by one: the same code, seeds and
-thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py). Worker processes beat
-a vectorized ensemble (`torch.func.vmap` over stacked models) here because results must equal the sequential ones:
-an ensemble would need every model's dropout masks, batch order, early stopping and Adam step count replayed
-per model, and packed GRU sequences do not vmap (benchmarks/sweep_speed.md has the measured alternatives).
+thread count, so the weights are bit-identical to a sequential run (tests/test_sweep.py). Worker processes were
+chosen over a vectorized ensemble (`torch.func.vmap` over stacked models): on this machine one vmap step of 5-20
+stacked models was only 1.0-1.6x faster than the separate steps, even before the ensemble pays for exactness (every
+model's dropout masks, batch order, early stopping and Adam step count replayed per model; packed GRU sequences are
+data-dependent and would need a masked rewrite), while processes gave 2.4x on `compare` (benchmarks/sweep_speed.md).
 
 Workers come from a fork server (never forked from the caller: the dashboard is multi-threaded): the server imports
 the engine once per process, so a pool starts in milliseconds instead of one torch import per worker (seconds, and
-tens of seconds on a loaded machine). Each worker runs one torch thread unless told.
+tens of seconds on a loaded machine). Each worker runs one torch thread unless told. As with any
+multiprocessing, a script that calls `train_many` needs an `if __name__ == "__main__":` guard.
 """
 from __future__ import annotations
 
