@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evidence_legacy import (_load, mnar_headline_table, section_multitask, section_open,  # noqa: E402
-                             section_speed, table)
+                             section_parity_legacy, section_speed, table)
 
 from mmn_core import fmt  # noqa: E402
 from mmn_core.official import summarize_factor_rows  # noqa: E402
@@ -166,10 +166,12 @@ def section_mnar(S: dict, lines: list, head: list) -> None:
                              ci(_vals(floor_c, _top(sid), m, "without-m", "auroc"), ratio),
                              ci(_vals(c, _top(sid), m, "ceiling", "auroc"), ratio),
                              f"{n3(_mean(_vals(c, _top(sid), m, 'reversed', 'auroc_m_present')))} / "
-                             f"{n3(_mean(_vals(c, _top(sid), m, 'reversed', 'auroc_m_absent')))}"])
+                             f"{n3(_mean(_vals(c, _top(sid), m, 'reversed', 'auroc_m_absent')))}",
+                             _presence(runs, _top(sid))])
         lines.append(table(["setting", "model", "folds", "clean, p = 0", "clean, trained at p", "reversed",
                             "random control", "reversed-trained reference", "without-M floor", "p = 0 model",
-                            "reversed AUROC with M / without M"], rows))
+                            "reversed AUROC with M / without M", "P(M | y=1) / P(M | y=0): train → reversed"],
+                           rows))
         lines.append(f"\n(p = {TOP} for the MNAR settings, 1.0 for the rule.) Reproduce: `python "
                      f"benchmarks/evidence.py --seeds N --only mnar_{name}`.\n")
         verdict_lines = _mnar_verdicts(S, name, cb, ratio)
@@ -194,6 +196,16 @@ def section_mnar(S: dict, lines: list, head: list) -> None:
                 head.append((f"Latent MNAR p = {TOP}: reversed AUROC, MultiModN − P-Fusion", f"{name} ({_seeds(lt)})",
                              V.robustness(a, b, ratio).text))
     section_calibration(S, names, lines)
+
+
+def _presence(runs: dict[int, dict], rate: float) -> str:
+    """Share of records with M by class, training split and reversed test (mean over seeds) at `rate`."""
+    got = [p for r in runs.values() for p in r.get("presence", []) if abs(p["rate"] - rate) < 1e-9]
+    if not got:
+        return ""
+    m = {k: _mean([p[k] for p in got]) for k in ("train_pos", "train_neg", "reversed_pos", "reversed_neg")}
+    return (f"{fmt.percent(m['train_pos'])} / {fmt.percent(m['train_neg'])} → {fmt.percent(m['reversed_pos'])} / "
+            f"{fmt.percent(m['reversed_neg'])}")
 
 
 def _top(sid: str) -> float:
@@ -338,6 +350,7 @@ def render(plan, results: Path, expected: list[str]) -> Path:
     lines.append("Seed 0 only, 3 folds for MNAR and 5 for CV; tables as stored, **without intervals or verdicts** "
                  "(a single seed's differences flip, see §1–2). The 'p = 0 model' row is not a ceiling (§2).\n")
     lines += mnar_headline_table(legacy)
+    section_parity_legacy(legacy, lines, {k.split("_", 1)[1] for k in S if k.startswith("parity_")})
     section_multitask(legacy, lines, [])
     section_open(legacy, lines, [], results, plan.prefix)
     section_speed(results, lines)
