@@ -379,11 +379,12 @@ def build_plan(plan: Plan) -> list[tuple[str, int, callable]]:
         for name in plan.parity_sets:
             jobs.append((f"parity_{name}_s{seed}", plan.cv_folds * 2,
                          lambda tick, n=name, s=seed: exp_parity(plan, n, tick, s)))
-        for sid in SEEDED_MNAR:                    # setting-major: every dataset's base first
-            for name in [n for n in plan.mnar_sets if sid in seeded_mnar_settings(n)]:
-                units = plan.seeded_mnar_folds * SEEDED_UNITS[sid]
-                jobs.append((f"mnar_{name}_{sid}_s{seed}", units,
-                             lambda tick, n=name, i=sid, s=seed: exp_mnar_seeded(plan, n, i, s, tick)))
+        # the MNAR settings first (per dataset: base, latent, presence balancing), the MAR rule last
+        order = [(n, i) for n in plan.mnar_sets for i in ("base", "latent", "presence-balance")
+                 if i in seeded_mnar_settings(n)] + [(n, "rule") for n in plan.mnar_sets]
+        for name, sid in order:
+            jobs.append((f"mnar_{name}_{sid}_s{seed}", plan.seeded_mnar_folds * SEEDED_UNITS[sid],
+                         lambda tick, n=name, i=sid, s=seed: exp_mnar_seeded(plan, n, i, s, tick)))
     for seed in plan.seeds:
         for name in plan.official_sets:
             jobs.append((f"official_{name}_s{seed}", plan.official_folds * 15,

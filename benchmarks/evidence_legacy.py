@@ -353,3 +353,23 @@ def _fmt(v):
     return str(v)
 
 
+
+
+def section_parity_legacy(data: dict, lines: list, skip: set[str]) -> None:
+    """The first run's parity tables (seed 0, 5 folds; mean ± sd over folds) for the datasets in `data` not in
+    `skip` (those with seeded results)."""
+    keys = [k for k in sorted(data) if k.startswith("parity_") and k.split("_", 1)[1] not in skip]
+    if not keys:
+        return
+    lines.append("### Parity: MultiModN vs P-Fusion (single seed)\n")
+    for key in keys:
+        res = data[key]
+        rows = []
+        for task, entry in res["tasks"].items():
+            for m in (("auroc", "balanced_accuracy") if entry["type"] != "regression" else ("mae", "rmse")):
+                a, b, d = entry["multimodn"], entry["pfusion"], res["paired"][task][m]
+                rows.append([task, entry["type"], m, pm(a[m], a[f"{m}_std"]), pm(b[m], b[f"{m}_std"]),
+                             f"{sgn(d['mean'])} ± {f3(d['sd'])}"])
+        lines.append(f"**{res['dataset']}** ({res['folds']} folds)\n")
+        lines.append(table(["task", "type", "metric", "MultiModN", "P-Fusion", "Δ paired (mean ± sd)"], rows))
+        lines.append("")

@@ -108,9 +108,11 @@ def factor_cell(ds: Dataset, modality: str, task: str, factors: Factors, rate: f
     official = isinstance(model, BatchWide) and factors.batch_wide
     for test_name, test_ds in (("clean", clean_test), ("reversed", reversed_test)):
         td = prep.transform(test_ds)
-        # the official code scores as it trains: batch-wide at the training batch size, in file order
-        out[f"{test_name}_official"] = _auroc(model, td, task, factors.batch_size if official and
-                                              factors.batch_size > 1 else None)
+        # the official code scores as it trains: batch-wide at the training batch size, in file order (at
+        # batch 1 that is per record: the inner model, never the wrapper at predict's default batch)
+        wide = official and factors.batch_size > 1
+        out[f"{test_name}_official"] = _auroc(model if wide else inner, td, task,
+                                              factors.batch_size if wide else None)
         out[f"{test_name}_per_record"] = _auroc(inner, td, task, None)
     return out
 
