@@ -1,18 +1,15 @@
 """Small helpers shared by the pages: safe text, display names from the spec, the active bundle."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import streamlit as st
 
 from mmn_core import CheckpointError, SpecError
 
+from . import escape
 from . import resources as R
 from . import state as S
 from .figures import number, pct, with_units
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^&])")
 
 STATE_HELP = ("The model's 'state' is a short list of numbers (its memory) that it carries from one step to the "
               "next: each kind of data updates it, and every prediction is read from it.")
@@ -21,19 +18,14 @@ STATE_HELP = ("The model's 'state' is a short list of numbers (its memory) that 
 def md(text) -> str:
     """User text (file, column, record names) for a Markdown slot (st.markdown, labels, captions, alerts):
     every Markdown/HTML/emoji/LaTeX character is backslash-escaped, so it shows literally."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
-
-
-# What Streamlit's label Markdown would still interpret (block-level syntax is escaped by Streamlit itself):
-# emphasis, code, links/images, strikethrough, LaTeX, HTML-looking text, entities, shortcodes and directives.
-_LABEL_SPECIAL = re.compile(r"[\\`*\[\]~$<>]|&(?=#?\w+;)|:(?=\S)|(?<!\w)_|_(?!\w)")
+    return escape.markdown(text)
 
 
 def label_md(text) -> str:
     """User text for a widget label: escaped only where Markdown would act, so an ordinary name such as
     'Vital signs (day 3)' stays exactly as it is — Streamlit also uses the label string as the control's
     accessible name (aria-label), where every backslash would be read aloud."""
-    return _LABEL_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text)).replace("\n", " ")
+    return escape.label(text)
 
 
 def swatch(color: str) -> str:

@@ -93,34 +93,35 @@ def _change(td, x: float) -> str:
 
 
 def measure_table(spec, by_task: dict) -> pd.DataFrame:
-    """One row per candidate modality (ranked by the first task), per task its expected change and how often
-    the prediction flips; hindsight adds the change its real value made."""
+    """One row per (candidate modality, task), candidates ranked by the first task: the expected change, how
+    often the prediction flips (classification) or its likely range (middle 80%, regression); in hindsight
+    mode also the change its real value made."""
     first = next(iter(by_task.values()))
     rows = []
     for r0 in first.rows:
-        row = {"Kind of data": mod_label(spec, r0.modality)}
         for t, mn in by_task.items():
             td = spec.task(t)
             r = next(x for x in mn.rows if x.modality == r0.modality)
-            row[f"{td.display}: expected change"] = _change(td, r.expected_abs_change)
-            if td.type != "regression":
-                row[f"{td.display}: prediction flips"] = percent(r.flip_probability)
-            else:
-                lo, hi = np.quantile(r.outcomes, [0.1, 0.9])
-                row[f"{td.display}: likely range"] = f"{with_units(lo, td.units)} to {with_units(hi, td.units)}"
+            lo, hi = np.quantile(r.outcomes, [0.1, 0.9]) if len(r.outcomes) else (np.nan, np.nan)
+            val = (lambda v: percent(v)) if td.type != "regression" else (lambda v: with_units(v, td.units))
+            row = {"Kind of data": mod_label(spec, r0.modality), "Outcome": td.display,
+                   "Now": val(r.current), "Expected change": _change(td, r.expected_abs_change),
+                   "Prediction flips": percent(r.flip_probability) if td.type != "regression" else "–",
+                   "Likely range (middle 80%)": f"{val(lo)} to {val(hi)}"}
             if mn.mode == "hindsight":
-                row[f"{td.display}: its real value changed it by"] = _change(td, r.actual - r.current)
-        rows.append(row)
+                row["Its real value changed it by"] = _change(td, r.actual - r.current)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-FAITH_TABLE_HELP = ("Drop: how far the prediction falls, on average over the first removals, when the method's "
-                    "top kinds of data are removed (larger = more faithful; compare with the random order). "
-                    "Rebuild: the average prediction as they are added back to an empty record. Unchanged after "
-                    "scrambling: the rank correlation between the method's ranking on the trained model and on a "
-                    "model with random weights (near 0 is good: the method explains this model, not its "
-                    "structure). Agreement: rank correlation with exact Shapley. Rests on rarely-missing data: "
-                    "records whose top-ranked kind of data was almost never missing in training.")
+FAITH_TABLE_HELP = ("Drop: how far the probability of the predicted outcome falls, on average over the first "
+                    "removals, when the method's top kinds of data are removed (larger = more faithful; compare "
+                    "with the random order). Rebuild: the average prediction as they are added back to an empty "
+                    "record. Unchanged after scrambling: the rank correlation between the method's ranking on "
+                    "the trained model and on a model with random weights (near 0 is good: the method explains "
+                    "what this model learned, not its structure). Agreement: rank correlation with exact "
+                    "Shapley. Rests on rarely-missing data: records whose top-ranked kind of data was almost "
+                    "never missing in training, so removing it shows the model something it has rarely seen.")
 
 
 def faithfulness_table(rep: dict) -> pd.DataFrame:
@@ -145,14 +146,14 @@ def faithfulness_summary(rep: dict) -> str:
     rnd = rep["methods"]["random"]["deletion_aopc"]
     ratio = ms[best]["deletion_aopc"] / rnd if rnd > 0 else float("nan")
     s = (f"On {rep['records']} records, removing the kinds of data {F.METHOD_LABELS.get(best, best)} ranks highest "
-         f"lowers the support for the prediction by {F.number(100 * ms[best]['deletion_aopc'], 1)} points on "
-         f"average, {F.number(ratio, 1)}× as much as removing them in a random order "
+         f"lowers the probability of the predicted outcome by {F.number(100 * ms[best]['deletion_aopc'], 1)} "
+         f"points on average, {F.number(ratio, 1)}× as much as removing them in a random order "
          f"({F.number(100 * rnd, 1)} points).")
     stuck = [F.METHOD_LABELS.get(m, m) for m, v in ms.items()
              if v["randomization_spearman"] is not None and v["randomization_spearman"] > 0.5]
-    s += (" After scrambling the model's weights every method's ranking changes (rank correlation ≤ 0.5), as it "
-          "should." if not stuck else f" Caution: {', '.join(stuck)} barely change(s) when the model's weights "
-          "are scrambled, so they describe the model's structure more than what it learned.")
+    s += (" After scrambling the model's weights every method's ranking changes (rank correlation at most 0.5), "
+          "as it should." if not stuck else f" Caution: {', '.join(stuck)} barely change when the model's "
+          "weights are scrambled, so they describe the model's structure more than what it learned.")
     return s
 
 
@@ -186,20 +187,20 @@ def class_choice(spec, task: str, v_final, classes: dict) -> int | None:
                         persist_state="session", format_func=lambda c: plain[c])
 
 
-def why_panel(b, view, focus: str, measured: dict, use) -> None:
+def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
     """Exact Shapley bars of the focus task beside 'How much to trust this', the narrative below; the other
     tasks' bars in an expander (each chart costs the browser a redraw per toggle)."""
     spec, classes = b.spec, b.trained.prep.classes
     st.caption("Each bar is an exact Shapley value: how much that kind of data moved this record's final "
                "prediction, averaged over every order in which it could have been added. The bars add up to the "
                "change from the prior to the final prediction.")
-    a, c = st.columns([1.15, 1], gap="large")
+    a, c = st.columns([1.7, 1], gap="medium")
     with a:
         ci = class_choice(spec, focus, view.value[focus][-1], classes)
         st.plotly_chart(why_figure(spec, view, focus, measured, use, classes, ci), key=f"ex_shap__{focus}",
                         config=CHART_CONFIG)
     with c:
-        trust_panel(b, focus, use)
+        trust_panel(b, focus, use, order)
     st.markdown(f"**In words — {md(spec.task(focus).display)}**")
     st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
     others = [t.name for t in spec.tasks if t.name != focus]
@@ -215,11 +216,11 @@ def why_panel(b, view, focus: str, measured: dict, use) -> None:
                     c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
 
 
-def trust_panel(b, task: str, use) -> None:
+def trust_panel(b, task: str, use, order) -> None:
     """'How much to trust this': the record's deletion curve in the Why bars' order against random orders, and
     one plain sentence (mmn_core.panels.record_trust)."""
     rid = st.session_state[S.EX_RECORD]
-    trust = R.record_trust(b.ref, rid, tuple(use), task)
+    trust = R.record_trust(b.ref, rid, tuple(use), task, tuple(order))
     with st.container(border=True, key="ex_trust"):
         st.markdown("**How much to trust this**", help=TRUST_HELP)
         if not trust.available:
@@ -230,8 +231,9 @@ def trust_panel(b, task: str, use) -> None:
             st.plotly_chart(fig, key="ex_trust_chart", config=CHART_CONFIG)
         st.markdown(md(trust.sentence))
         extra = " (for the class it predicts)" if b.spec.task(task).type == "multiclass" else ""
-        st.caption(f"Solid: the prediction{extra} as the Why bars' top kinds of data are removed one by one; "
-                   "dashed: the average over 64 random removal orders. Always in the dataset's encoding order.")
+        st.caption(f"Solid: the prediction{extra} as the kinds of data are removed one by one, largest Why bar "
+                   "first (dots in the bars' colours); dashed: the average over 64 random removal orders. "
+                   "Computed in the dataset's encoding order.")
 
 
 def measure_panel(b, focus: str, use) -> None:
@@ -257,7 +259,7 @@ def measure_panel(b, focus: str, use) -> None:
                         key="ex_measure_chart", config=CHART_CONFIG)
         st.caption(f"Each dot: the prediction with the value of one of the {mn.k} most similar training records "
                    "that have this data; the box holds the middle half. Solid line: the prediction now"
-                   + ("; dotted: 50%." if spec.task(focus).type == "binary" else ".")
+                   + ("; dotted, when near: 50%." if spec.task(focus).type == "binary" else ".")
                    + (" Star: with the record's real value." if mn.mode == "hindsight" else ""))
         st.dataframe(measure_table(spec, by_task), hide_index=True, key="ex_measure_table")
         if mn.no_donors:

@@ -7,7 +7,6 @@ renderer understands a few HTML tags (links included): escaped text is shown lit
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 from typing import Sequence
@@ -15,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from .escape import plotly as _plotly_text
 from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
 
 # Okabe–Ito's hues at lightnesses that reach WCAG AA's 3:1 for graphics on white (its orange, sky blue and yellow
@@ -46,7 +46,7 @@ SKIPPED_BY_YOU = "skipped by you"
 # --- text helpers ------------------------------------------------------------------------------------------
 def esc(text) -> str:
     """Text for plotly: '<' and '&' are shown literally instead of being read as markup."""
-    return html.escape(str(text), quote=False)
+    return _plotly_text(text)
 
 
 def wrap(text, width: int = 12) -> str:
@@ -101,11 +101,11 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 360, **kw) -
 
 # --- Explorer: the step chart ----------------------------------------------------------------------------------
 def _value_text(task_type: str, v: float, units: str) -> str:
-    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, units)
+    return pct(v) if task_type in ("binary", "multiclass") else with_units(v, esc(units))
 
 
 def _change_text(task_type: str, d: float, units: str) -> str:
-    return points(d) if task_type in ("binary", "multiclass") else signed(d, units)
+    return points(d) if task_type in ("binary", "multiclass") else signed(d, esc(units))
 
 
 def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndarray, skipped: Sequence[bool], *,
@@ -283,7 +283,7 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
             hovers.append(f"<b>{name}</b><br>{reason}, no contribution")
             ticktext.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}")
         else:
-            texts.append(points(v) if percent else signed(v, units))
+            texts.append(points(v) if percent else signed(v, esc(units)))
             hovers.append(f"<b>{name}</b><br>{texts[-1]}")
             ticktext.append(name)
     ylab = [esc(l) for l in labels]
@@ -587,34 +587,32 @@ def _value_axis(task_type: str, units: str, what: str = "Prediction") -> dict:
 
 def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion: np.ndarray, random: np.ndarray,
                 colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
-                method_label: str = "Exact Shapley order", height: int = 300) -> go.Figure:
+                method_label: str = "Exact Shapley order", height: int = 260) -> go.Figure:
     """One record's deletion curve: the prediction after removing the top 0..p modalities in the method's
-    order (solid; each dot in the removed modality's colour) against the mean over random orders (dashed).
+    order (solid; each dot in the removed modality's colour, as in the Why bars, its name in the hover)
+    against the mean over random orders (dashed).
     deletion, random: (p+1,) binary P(positive) / multiclass P(class) / regression units; removed: (p,)."""
     d, r = _shown(task_type, deletion), _shown(task_type, random)
     p = len(d) - 1
     if len(r) != p + 1 or len(removed) != p or len(removed_labels) != p:
         raise ValueError(f"curves of {len(d)} and {len(r)} points do not match {len(removed)} removals")
-    ticks = ["All its data"] + [f"−{wrap(l, 12)}" for l in removed_labels]
-    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    val = (lambda v: pct(v / 100)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, esc(units)))
     hover = ["<b>All its data</b><br>" + val(d[0])] + [
-        f"<b>Without the top {j}</b> (last removed: {esc(removed_labels[j - 1])})<br>this order: {val(d[j])}"
-        f"<br>random order (mean): {val(r[j])}" for j in range(1, p + 1)]
+        f"<b>Without the top {j}</b> (removed last: {esc(removed_labels[j - 1])})<br>in this order: {val(d[j])}"
+        f"<br>in a random order (mean): {val(r[j])}" for j in range(1, p + 1)]
     traces = [
         dict(type="scatter", x=list(range(p + 1)), y=r.tolist(), mode="lines+markers", name="random order (mean)",
-             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=7, color=PRIOR_COLOR),
+             line=dict(color=PRIOR_COLOR, dash="dash", width=2), marker=dict(size=6, color=PRIOR_COLOR),
              hoverinfo="skip"),
         dict(type="scatter", x=list(range(p + 1)), y=d.tolist(), mode="lines+markers", name=esc(method_label),
              line=dict(color=LINE_COLOR, width=2.5),
              marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
                          line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
-    lines = max((t.count("<br>") + 1 for t in ticks), default=1)
-    return _fig(traces, esc(title) if title else None, height + 14 * lines,
-                dict(tickvals=list(range(p + 1)), ticktext=ticks, tickfont=dict(size=11), automargin=False,
-                     title=dict(text="Kinds of data removed, most important first", standoff=4),
-                     range=[-0.4, p + 0.4]),
-                _value_axis(task_type, units),
-                margin=dict(l=60, r=10, t=40 if title else 10, b=50 + 14 * lines),
+    yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
+    return _fig(traces, esc(title) if title else None, height,
+                dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
+                     title=dict(text="Kinds of data removed", standoff=4), range=[-0.4, p + 0.4]),
+                yaxis, margin=dict(l=60, r=10, t=40 if title else 10, b=48),
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
 
 
@@ -628,7 +626,7 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if len(outcomes) != len(names) or len(labels) != len(names):
         raise ValueError(f"{len(outcomes)} outcome sets for {len(names)} modalities")
     ylab = [esc(l) for l in labels]
-    val = (lambda v: pct(v)) if task_type in ("binary", "multiclass") else (lambda v: with_units(v, units))
+    val = (lambda v: _value_text(task_type, v, units))
     traces = []
     for n, y, o in zip(names, ylab, outcomes):
         o = np.asarray(o, dtype=float)
@@ -649,9 +647,20 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
     if threshold is not None and task_type == "binary":
         shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
                            line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
+    # zoomed on the outcomes (a spread of a few points is the message; 0-100 % would flatten it), the threshold
+    # kept in view when it is near them
+    shown = np.concatenate([_shown(task_type, o) for o in outcomes] + [[cur]] +
+                           ([_shown(task_type, actual)] if actual is not None else []))
+    shown = shown[np.isfinite(shown)]
+    lo, hi = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)
+    pct_axis = task_type in ("binary", "multiclass")
+    if threshold is not None and task_type == "binary" and lo - 15 <= 100 * threshold <= hi + 15:
+        lo, hi = min(lo, 100 * threshold), max(hi, 100 * threshold)
+    pad = max(0.12 * (hi - lo), 2.0 if pct_axis else 0.05 * max(abs(hi), 1.0))
+    rng = [max(lo - pad, -1.0), min(hi + pad, 101.0)] if pct_axis else [lo - pad, hi + pad]
+    xaxis = {**_value_axis(task_type, units, "Prediction after measuring it"), "range": rng}
     left = min(300, 24 + 7 * max((len(str(l)) for l in labels), default=8))
-    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names),
-                _value_axis(task_type, units, "Prediction after measuring it"),
+    return _fig(traces, esc(title) if title else None, 90 + 46 * len(names), xaxis,
                 dict(autorange="reversed", automargin=False, type="category"), shapes=shapes, annotations=notes,
                 margin=dict(l=left, r=20, t=(46 if title else 26), b=50), showlegend=actual is not None,
                 legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
@@ -679,8 +688,9 @@ def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: in
                            + esc(METHOD_LABELS.get(m, m)) + "</extra>"))
     return _fig(traces, esc(title), height,
                 dict(title=dict(text="Kinds of data removed (most important first, by each method)"), dtick=1),
-                dict(title=dict(text="Support for the record's prediction (%)"), ticksuffix="%"),
-                legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
+                dict(title=dict(text="P(the predicted outcome) (%)"), ticksuffix="%"),
+                legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=12)),
+                margin=dict(l=70, r=10, t=50, b=50))
 
 
 # --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so

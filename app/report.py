@@ -7,7 +7,6 @@ would read as a formula are prefixed with an apostrophe.
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import io
 import re
 
@@ -17,6 +16,7 @@ import pandas as pd
 from mmn_core.explain.browse import attribution_in_units
 
 from . import components as C
+from . import escape
 from . import figures as F
 from . import resources as R
 from .common import actual_text, col_label, raw_text, value_text
@@ -32,13 +32,13 @@ def safe_file_part(text: str) -> str:
 
 
 def _h(text) -> str:
-    return html.escape(str(text), quote=True)
+    return escape.html(text)
 
 
 def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     """Neutralise spreadsheet formulas in text cells (ids and names can come from an uploaded file)."""
     def fix(v):
-        return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+        return escape.csv_cell(v)
     out = df.copy()
     for c in out.columns:
         if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
@@ -132,7 +132,7 @@ def gather(ref, rid: str, use, order, focus: str, method: str = "ig") -> dict:
             "shapley": shapley_frame(b, view, measured, use),
             "attributions": attribution_frame(b, ref, rid, use, order, focus, method) if use else pd.DataFrame(),
             "frame_row": b.ds.frame.iloc[row], "method": method,
-            "trust": R.record_trust(ref, rid, tuple(use), focus),
+            "trust": R.record_trust(ref, rid, tuple(use), focus, tuple(order)),
             "measure": R.measure_next(ref, rid, tuple(use))}
 
 

@@ -280,11 +280,17 @@ def donors(ref: Ref):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def record_trust(ref: Ref, record: str, use: tuple[str, ...], task: str, method: str = "shapley"):
-    """mmn_core.panels.Trust: the record's deletion curve for `method` against random orders."""
+def record_trust(ref: Ref, record: str, use: tuple[str, ...], task: str, order: tuple[str, ...] = (),
+                 method: str = "shapley"):
+    """mmn_core.panels.Trust: the record's deletion curve for `method` against random orders (always in the
+    dataset's order). When the page shows that order, its cached RecordView orients the curve (no forward)."""
     from mmn_core import panels as P
     b = get_bundle(ref)
-    return P.record_trust(b.trained, b.data, b.pos[record], task, use=use, method=method)
+    shown = None
+    if list(order) == list(b.spec.modality_names):
+        v = np.asarray(record_view(ref, record, use, order).value[task], dtype=float)
+        shown = (float(v[0]), float(v[-1])) if v.ndim == 1 else None
+    return P.record_trust(b.trained, b.data, b.pos[record], task, use=use, method=method, shown=shown)
 
 
 @st.cache_data(show_spinner="Estimating what to measure next…", max_entries=256)

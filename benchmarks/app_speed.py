@@ -316,8 +316,72 @@ def apptest_part() -> dict:
             "load1_before": load_before, "load1_after": load1()}
 
 
+# --- 5. the trust element's share of a toggle rerun ----------------------------------------------------------------
+TRUST_TARGET_MS = 50.0
+
+
+def trust_part(n: int = 2 * N_TOGGLES) -> dict:
+    """What the Why tab's "How much to trust this" element adds to a toggle rerun (AppTest, server side).
+
+    One Explorer session; a walk of `n` new toggle combinations (every one a cache miss for the trace, the
+    Shapley values and the trust curve alike). Toggles alternate between the app as shipped and the same app
+    with `components.trust_panel` replaced by a no-op (in this process, so no switch ships in the app), so both
+    halves share one load window. Also timed alone, after each toggle without the element: its own work on a
+    cache miss as the page does it (`resources.record_trust` + the figure as JSON)."""
+    from streamlit.testing.v1 import AppTest
+    from app import components as C
+    from app import resources as R
+    from app import state as S
+    real = C.trust_panel
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = list(at.session_state[S.EX_ORDER])
+    mods = [m for m in names if not at.toggle(key=S.modality_key(S.EX_USE, m)).disabled]
+    rid = at.session_state[S.EX_RECORD]
+    on, off, alone = [], [], []
+    load_before = load1()
+    try:
+        for i, m in enumerate(walk(mods, n)):
+            C.trust_panel = real if i % 2 == 0 else (lambda *a, **k: None)
+            tg = at.toggle(key=S.modality_key(S.EX_USE, m))
+            tg.set_value(not tg.value)
+            t = time.perf_counter()
+            at.run()
+            (on if i % 2 == 0 else off).append(1000 * (time.perf_counter() - t))
+            assert not at.exception, [e.value for e in at.exception]
+            assert bool(at.get("plotly_chart")) and (i % 2 == 1 or any(
+                "How much to trust this" in x.value for x in at.markdown))
+            if i % 2 == 1:          # the element's own work on a miss, as the page calls it (view cached)
+                v = at.session_state[S.EX_VIEW]
+                b = R.get_bundle(v["ref"])
+                t = time.perf_counter()
+                tr = R.record_trust(v["ref"], rid, v["use"], v["focus"], v["order"])
+                C.trust_figure(b.spec, tr).to_json()
+                alone.append(1000 * (time.perf_counter() - t))
+    finally:
+        C.trust_panel = real
+    added = statistics.median(on) - statistics.median(off)
+    return {"toggles": n, "with_trust_ms": {**summary(on), "runs": on}, "without_trust_ms": {**summary(off), "runs": off},
+            "added_median_ms": added, "added_share_of_toggle": added / statistics.median(off),
+            "trust_alone_cache_miss_ms": {**summary(alone), "runs": alone},
+            "target_ms": TRUST_TARGET_MS, "meets_target": added <= TRUST_TARGET_MS,
+            "load1_before": load_before, "load1_after": load1()}
+
+
 def main() -> None:
     import tempfile
+    if "--trust" in sys.argv:            # only the trust element's part, merged into the committed JSON
+        result = json.loads(OUT.read_text()) if OUT.is_file() else {}
+        result["trust_element"] = {**trust_part(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                   "command": "python benchmarks/app_speed.py --trust"}
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(result, indent=2))
+        te = result["trust_element"]
+        print(f"trust element: +{te['added_median_ms']:.0f} ms (+{100 * te['added_share_of_toggle']:.0f}%) per "
+              f"toggle rerun (median with "
+              f"{te['with_trust_ms']['median']:.0f} ms, without {te['without_trust_ms']['median']:.0f} ms); "
+              f"alone on a cache miss {te['trust_alone_cache_miss_ms']['median']:.0f} ms", flush=True)
+        return
     why = browser_problem()
     if why:
         sys.exit(f"app_speed: {why}")
@@ -351,6 +415,7 @@ def main() -> None:
               gc_on["toggle_browser"]["fresh_combination"]["finished_ms"], flush=True)
         browser.close()
     result["toggle_apptest"] = apptest_part()
+    result["trust_element"] = trust_part()
     print("AppTest toggles:", {k: v for k, v in result["toggle_apptest"]["fresh_combination_ms"].items()
                                if k != "runs"}, flush=True)
     result["load1_end"] = load1()

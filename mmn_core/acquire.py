@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,21 +39,11 @@ import torch
 
 from .checkpoint import Trained
 from .data import Dataset, TensorData, split
-from .explain import _eval as _eval_mode, _rows, _task, _tasks, _values
+from . import run
+from .explain import _task, _tasks, _values
 
 CHUNK = 8192          # rows per forward when running the donor pool
 MAX_CACHED = 128      # presence patterns whose pool states are kept (SUPPORT2: 0.8 MB each)
-
-
-@contextmanager
-def _eval(model):
-    """explain._eval, skipped when the model is already in eval mode (a loaded checkpoint is): switching every
-    submodule's mode twice per call was ~3 ms, a tenth of the validation's time."""
-    if not model.training:
-        yield
-        return
-    with _eval_mode(model):
-        yield
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -142,7 +131,7 @@ class Donors:
         if len(self.pool) == 0:
             raise ValueError("no training records to borrow values from")
         self.idx = torch.as_tensor(self.pool)
-        self.x, self.present, self.lengths = _rows(data, self.idx, data.present)
+        self.x, self.present, self.lengths = run.inputs(data, self.idx)
         self._states: dict[tuple[bool, ...], torch.Tensor] = {}
 
     def _encoders_only(self):
@@ -159,12 +148,11 @@ class Donors:
         """(P, S) final states of the pool under `pattern` ∩ each donor's own presence."""
         if pattern not in self._states:
             model, parts = self._encoders_only(), []
-            with _eval(model), torch.no_grad():
-                for s in range(0, len(self.pool), CHUNK):
-                    sl = slice(s, s + CHUNK)
+            with run.eval_mode(model), torch.no_grad():
+                for idx in run.batches(len(self.pool), CHUNK):
+                    sl = slice(int(idx[0]), int(idx[-1]) + 1)
                     p = {m: self.present[m][sl] & bool(b) for m, b in zip(self.names, pattern)}
-                    out = model({m: v[sl] for m, v in self.x.items()}, p,
-                                {m: v[sl] for m, v in self.lengths.items()})
+                    out = model(run.rows(self.x, sl), p, run.rows(self.lengths, sl))
                     parts.append(out.states[-1])
             if len(self._states) >= MAX_CACHED:
                 self._states.pop(next(iter(self._states)))       # the least recently used pattern
@@ -228,8 +216,8 @@ def _run_jobs(trained: Trained, data: TensorData, row: int, donors: Donors, jobs
     n1 = len(pats)
     if n1 == 0:
         return {}, {}
-    x, _, lengths = _rows(data, torch.full((n1,), row), data.present)
-    with _eval(model), torch.no_grad():
+    x, _, lengths = run.inputs(data, torch.full((n1,), row))
+    with run.eval_mode(model), torch.no_grad():
         p1 = {m: torch.tensor([p[j] for p in pats]) for j, m in enumerate(names)}
         out = model(x, p1, lengths)
         vals = {t: _values(trained, t, lg[-1]) for t, lg in out.logits.items()}     # (n1[, C])
@@ -347,18 +335,18 @@ def cohort_importance(trained: Trained, data: TensorData, donors: Donors, task: 
     multiclass class taken from f(P \\ m))."""
     d = _task(trained, task)
     model, names = trained.model, donors.names
-    with _eval(model), torch.no_grad():
-        def run(drop):
+    with run.eval_mode(model), torch.no_grad():
+        def final(drop):
             p = {m: v & (m != drop) for m, v in donors.present.items()}
             return _values(trained, task, model(donors.x, p, donors.lengths).logits[task][-1])
-        full = run(None)
+        full = final(None)
         out = {}
         for m in names:
             has = donors.present[m].numpy()
             if not has.any():
                 out[m] = 0.0
                 continue
-            v = run(m)
+            v = final(m)
             if d.type == "multiclass":
                 c = v.argmax(-1)
                 diff = np.take_along_axis(full, c[:, None], 1)[:, 0] - np.take_along_axis(v, c[:, None], 1)[:, 0]

@@ -58,6 +58,8 @@ def _add_source(p):
 MAX_SEED = 2**32 - 1     # scikit-learn's random_state range
 MAX_EPOCHS = 10_000      # an upper bound on training time; early stopping usually ends far sooner
 MAX_FOLDS = 1_000
+MAX_RECORDS = 10_000_000  # faithfulness / acquire samples; the cohort itself is capped far lower
+MAX_K = 100_000          # acquire neighbours (a pool smaller than k uses all its donors)
 
 
 def _int_in(lo: int, hi: int):
@@ -116,9 +118,9 @@ def cmd_describe(args):
         tasks.append(entry)
     payload = {"name": ds.spec.name, "title": ds.spec.title, "rows": len(ds), "modalities": mods, "tasks": tasks}
     text = (f"{ds.spec.title or ds.spec.name}: {len(ds)} records\n\n"
-            + _table([[m["name"], m["kind"], len(m["columns"]), f"{m['present_fraction']:.1%}"] for m in mods],
+            + _table([[m["label"], m["kind"], len(m["columns"]), f"{m['present_fraction']:.1%}"] for m in mods],
                      ["modality", "kind", "columns", "present"]) + "\n\n"
-            + _table([[t["name"], t["type"], t["labelled"], ", ".join(t["classes"] or [])] for t in tasks],
+            + _table([[t["label"], t["type"], t["labelled"], ", ".join(t["classes"] or [])] for t in tasks],
                      ["task", "type", "labelled", "classes"]))
     _emit(args, payload, text)
 
@@ -136,9 +138,13 @@ def cmd_train(args):
     from .train import train_model
     check_save_target(Path(args.out).absolute())     # refuse before an hour of training, not after
     from .data import MIN_SPLIT_ROWS
-    ds = _dataset(args)
+    if args.chunk_rows is not None and not args.stream:
+        raise BadInput("--chunk-rows needs --stream")
+    if args.stream and (args.dataset or not (args.data and args.spec)):
+        raise BadInput("--stream needs --data FILE.parquet with --spec SPEC (not --dataset)")
+    ds = None if args.stream else _dataset(args)
     config = _train_config(args)
-    if len(ds) < MIN_SPLIT_ROWS:
+    if ds is not None and len(ds) < MIN_SPLIT_ROWS:
         raise BadInput(f"{len(ds)} record(s) are too few to split into training, validation and test parts "
                        f"(needs at least {MIN_SPLIT_ROWS}): add records")
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -149,7 +155,12 @@ def cmd_train(args):
         bar.update(1)
         bar.set_postfix(loss=f"{row.get('val_loss', row['train_loss']):.4f}")
 
-    trained = train_model(ds, args.model, config=config, progress=progress)
+    if args.stream:
+        from .stream import CHUNK_ROWS, train_stream
+        trained = train_stream(args.data, args.spec, args.model, config=config,
+                               chunk_rows=args.chunk_rows or CHUNK_ROWS, progress=progress)
+    else:
+        trained = train_model(ds, args.model, config=config, progress=progress)
     bar.close()
     try:
         out = save(trained, args.out)
@@ -224,7 +235,7 @@ def cmd_explain(args):
     from .explain import explain_record
     trained, ds, _ = _checkpoint_and_data(args)
     if args.task is not None:
-        trained.spec.task(args.task)   # raises a clear SpecError for an unknown task
+        args.task = trained.spec.task(args.task).name   # by key or shown name; unknown: one clear SpecError
     if args.record not in set(ds.ids):
         raise BadInput(f"record '{args.record}' is not in dataset '{ds.spec.name}'")
     payload = explain_record(trained, ds, args.record, args.task)
@@ -246,19 +257,16 @@ def cmd_explain(args):
 def cmd_faithfulness(args):
     from .faithfulness import cohort_faithfulness
     trained, ds, _ = _checkpoint_and_data(args)
-    if trained.kind != "multimodn":
-        raise BadInput("faithfulness needs a MultiModN checkpoint (P-Fusion has no modality steps to skip)")
-    tasks = [t.name for t in trained.model.tasks]
-    task = args.task or tasks[0]
-    if task not in tasks:
-        raise BadInput(f"unknown task '{task}' (model has: {', '.join(tasks)})")
-    if args.records < 1:
-        raise BadInput("--records must be at least 1")
+    task = trained.spec.task(args.task).name if args.task else trained.model.tasks[0].name
     payload = cohort_faithfulness(trained, ds, task, records=args.records, seed=args.seed).to_json()
+    if args.values:
+        from .value_attribution import value_vs_presence
+        payload["value_vs_presence"] = value_vs_presence(trained, ds, task, args.records, args.seed).to_json()
     rows = [[m, s["deletion_aopc"], s["insertion_auc"], math.nan if s["randomization_spearman"] is None
              else s["randomization_spearman"]] for m, s in payload["methods"].items()]
-    _emit(args, payload, f"{task}: {payload['records']} records\n\n"
-          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]))
+    na = "".join(f"\n{m}: not applicable ({why})" for m, why in payload["not_applicable"].items())
+    _emit(args, payload, f"{task}: {payload['records']} records ({payload['model_kind']})\n\n"
+          + _table(rows, ["method", "deletion AOPC", "insertion AUC", "randomized rho"]) + na)
 
 
 def cmd_acquire(args):
@@ -267,12 +275,8 @@ def cmd_acquire(args):
     if trained.kind != "multimodn":
         raise BadInput("acquire needs a MultiModN checkpoint (P-Fusion has no sequential state)")
     if args.task is not None:
-        trained.spec.task(args.task)   # raises a clear SpecError for an unknown task
-    if args.k < 1:
-        raise BadInput("--k must be at least 1")
+        args.task = trained.spec.task(args.task).name   # by key or shown name; unknown: one clear SpecError
     if args.evaluate:
-        if args.records < 1:
-            raise BadInput("--records must be at least 1")
         ev = evaluate_acquisition(trained, ds, records=args.records, seed=args.seed, k=args.k, task=args.task)
         payload = {"records": ev.records, "task": ev.task, "pairs": ev.pairs, "spearman": ev.spearman,
                    "top1_hit_rate": ev.top1_hit_rate, "baseline_top1_hit_rate": ev.baseline_top1_hit_rate,
@@ -294,8 +298,9 @@ def cmd_acquire(args):
 def cmd_mnar(args):
     from .experiments import run_mnar
     ds = _dataset(args)
-    ds.spec.modality(args.modality)
+    args.modality = ds.spec.modality(args.modality).name   # by key or shown name (`liver panel`)
     task = ds.spec.task(args.task)
+    args.task = task.name
     if task.type != "binary":
         raise BadInput(f"task '{args.task}' is {task.type}; the MNAR protocol needs a binary task")
     rates = _rates(args.rates) if isinstance(args.rates, str) else args.rates
@@ -313,6 +318,13 @@ def cmd_mnar(args):
         if not rules:
             raise BadInput(f"the spec has no mnar_rules entry for modality '{args.modality}'")
         rule = rules[0]
+    latent = None
+    if args.latent:
+        if getattr(args, "dataset", None) != "synthetic" or args.rule:
+            raise BadInput("--latent needs --dataset synthetic (the only cohort whose hidden severity is known), "
+                           "without --rule")
+        from .synthetic import latent_severity
+        latent = latent_severity(len(ds))
     bar = _progress_bar(1, "MNAR experiment")
 
     def progress(p):
@@ -323,7 +335,8 @@ def cmd_mnar(args):
 
     result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
                       seed=args.seed, position=args.position, mitigation=args.mitigation,
-                      semantics=args.semantics, rule=rule, progress=progress)
+                      semantics=args.semantics, rule=rule, latent=latent, references=args.references,
+                      progress=progress)
     bar.close()
     rows = [[r["rate"], r["model"], r["test"], r["auroc"], r.get("auroc_std", math.nan)] for r in result["results"]]
     _emit(args, result, _table(rows, ["rate", "model", "test", "AUROC", "sd"]))
@@ -349,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = command("train", cmd_train, "Train a model and save a checkpoint.")
     t.add_argument("--model", choices=["multimodn", "pfusion"], default="multimodn")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
+    t.add_argument("--stream", action="store_true",
+                   help="stream a Parquet --data in row-group chunks (cohorts larger than memory)")
+    t.add_argument("--chunk-rows", type=_int_in(1, 10**9), help="--stream: records per chunk (default 50,000)")
     command("evaluate", cmd_evaluate, "Per-step x per-task metrics of a checkpoint.", source=False,
             checkpoint=True)
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")
@@ -360,17 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
     f = command("faithfulness", cmd_faithfulness, "How far to trust modality explanations: deletion, insertion, "
                 "randomization, agreement.", source=False, checkpoint=True)
     f.add_argument("--task", help="task (default: the first)")
-    f.add_argument("--records", type=int, default=500)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=500)
+    f.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
+    f.add_argument("--values", action="store_true", help="add presence vs value: value-only (training-mean) "
+                   "Shapley beside the skip Shapley, per modality")
     q = command("acquire", cmd_acquire, "What to measure next: expected effect of each missing modality.",
                 source=False, checkpoint=True)
     q.add_argument("--record", help="record id")
     q.add_argument("--task", help="one task (default: all; --evaluate: the first)")
-    q.add_argument("--k", type=int, default=50, help="training neighbours whose values stand in")
+    q.add_argument("--k", type=_int_in(1, MAX_K), default=50, help="training neighbours whose values stand in")
     q.add_argument("--evaluate", action="store_true", help="validate on held-out records instead")
-    q.add_argument("--records", type=int, default=1000, help="--evaluate: held-out records to use")
-    q.add_argument("--seed", type=int, default=0)
-    m = command("mnar", cmd_mnar, "MNAR robustness experiment: clean vs reversed test sets.")
+    q.add_argument("--records", type=_int_in(1, MAX_RECORDS), default=1000,
+                   help="--evaluate: held-out records to use")
+    q.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
+    m = command("mnar", cmd_mnar, "Missingness-shift experiment: clean vs reversed (and random-control) test sets.")
     m.add_argument("--modality", required=True)
     m.add_argument("--task", required=True)
     m.add_argument("--rates", type=_rates, default="0,0.2,0.4,0.6,0.8", help="comma-separated, each in [0, 1]")
@@ -379,7 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mitigation", default="none",
                    choices=["none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order"])
     m.add_argument("--semantics", choices=["per-record", "paper"], default="per-record")
-    m.add_argument("--rule", action="store_true", help="rule-based MNAR from the spec's mnar_rules")
+    m.add_argument("--rule", action="store_true",
+                   help="rule-based missingness from the spec's mnar_rules (MAR: the rule reads an observed column)")
+    m.add_argument("--latent", action="store_true",
+                   help="synthetic only: M removed by the hidden severity (MNAR by an unobserved variable)")
+    m.add_argument("--references", action="store_true",
+                   help="also train the reversed-distribution reference and the without-M floor")
     for c in (t, c, m):
         c.add_argument("--epochs", type=_int_in(1, MAX_EPOCHS), default=40 if c is t else 30)
         c.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)

@@ -11,9 +11,11 @@ from sklearn.model_selection import train_test_split
 from .checkpoint import build_model
 from .data import Dataset, Preprocessor, _strata, kfold, split
 from .metrics import final_metrics, task_metrics
-from .missingness import apply_rule, inject_mnar, presence_by_class, removed_rows, reverse_mnar
+from .missingness import (apply_rule, inject_latent, inject_mnar, presence_by_class, random_removal, removed_rows,
+                          reverse_mnar)
 from .model import ModelConfig
 from .spec import MnarRule
+from .stats import brier, expected_calibration_error
 from .train import MITIGATIONS as TRAIN_MITIGATIONS
 from .train import PAPER_BATCH, Progress, TrainConfig, balance_presence, fit, mitigation_options, predict, train_model
 
@@ -93,13 +95,6 @@ def _mnar_train_config(ds: Dataset, modality: str, task: str, mitigation: str, s
     return replace(base or TrainConfig(), **options)
 
 
-def _task_scores(model, data, task, semantics: str) -> dict[str, float]:
-    """Final-step metrics of one binary task; paper semantics evaluates in file order, batch 16, batch-wide."""
-    out = predict(model, data, semantics=semantics)
-    m = task_metrics("binary", data.y[task].numpy(), out.logits[task][-1].detach().cpu().numpy())
-    return {"auroc": m["auroc"], "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"]}
-
-
 def _resolve_rule(ds: Dataset, rule, modality: str):
     if rule is None or callable(rule) and not isinstance(rule, MnarRule):
         return rule
@@ -114,12 +109,62 @@ def _resolve_rule(ds: Dataset, rule, modality: str):
     return rule
 
 
+def _score(model, data, task: str, semantics: str, modality: str) -> dict[str, float]:
+    """Final-step metrics of one binary task (paper semantics: file order, batch 16, batch-wide), its
+    calibration (Brier, ECE), and AUROC among the records with and without M (each NaN when one class is
+    missing there)."""
+    out = predict(model, data, semantics=semantics)
+    y = data.y[task].numpy()
+    logits = out.logits[task][-1].detach().cpu().numpy()
+    m = task_metrics("binary", y, logits)
+    row = {"auroc": m["auroc"], "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"]}
+    ok = ~np.isnan(y) if np.issubdtype(y.dtype, np.floating) else y >= 0
+    prob = 1 / (1 + np.exp(-logits[:, 0].astype(float)))
+    yy = y[ok].astype(int)
+    row["brier"] = brier(yy, prob[ok]) if ok.any() else math.nan
+    row["ece"] = expected_calibration_error(yy, prob[ok]) if ok.any() else math.nan
+    has = data.present[modality].cpu().numpy().astype(bool)
+    for name, sel in (("m_present", has & ok), ("m_absent", ~has & ok)):
+        row[f"n_{name}"] = int(sel.sum())
+        row[f"auroc_{name}"] = (task_metrics("binary", y[sel], logits[sel])["auroc"]
+                                if len(np.unique(y[sel])) == 2 else math.nan)
+    return row
+
+
+METRIC_KEYS = ("auroc", "balanced_accuracy", "accuracy", "brier", "ece", "auroc_m_present", "auroc_m_absent")
+TESTS = ("clean", "reversed", "random", "ceiling", "reversed-trained", "without-m")
+REFERENCES = ("reversed-trained", "without-m")
+
+
+def _summaries(per_fold: list[dict], rates, models) -> tuple[list, dict]:
+    """Mean ± sd over folds (and seeds) per (rate, model, test) from the per-fold rows."""
+    cells: dict[tuple, list] = {}
+    for r in per_fold:
+        cells.setdefault((r["rate"], r["model"], r["test"]), []).append(r)
+
+    def summary(rows: list[dict]) -> dict:
+        out = {"n_folds": len(rows)}
+        for key in METRIC_KEYS:
+            out[key], out[f"{key}_std"] = _summary([x.get(key, math.nan) for x in rows])
+        return out
+
+    results = [{"rate": r, "model": kind, "test": test, **summary(cells[(r, kind, test)])}
+               for r in rates for kind in models for test in TESTS if test != "ceiling" and (r, kind, test) in cells]
+    ceiling = {kind: [{"rate": r, **summary(cells[(r, kind, "ceiling")])}
+                      for r in rates if (r, kind, "ceiling") in cells] for kind in models}
+    return results, ceiling
+
+
+def _without(spec, modality: str):
+    return spec.model_copy(update={"modalities": [m for m in spec.modalities if m.name != modality]})
+
+
 def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0.8), folds: int = 3,
              epochs: int = 30, seed: int = 0, position: str = "spec", mitigation: str = "none",
              semantics: str = "per-record", rule=None, models=("multimodn", "pfusion"),
              progress: Progress | None = None, should_stop=None, dropout_rate: float = 0.3,
              model_config=None, train_config: TrainConfig | None = None, val_balance: bool | None = None,
-             all_tasks: bool = False) -> dict:
+             all_tasks: bool = False, latent=None, references=False) -> dict:
     """The MNAR robustness experiment: train with modality M removed from a fraction p of the label-1 records
     of binary task T (train + validation splits), test on a clean split and on a reversed one (p of the
     label-0 test records lose M), for every rate, model and fold.
@@ -127,9 +172,17 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     - `semantics="paper"`: the official code (batch-wide skipping, batch 16, unshuffled, file-order removal;
       P-Fusion, like the official baseline, zero-fills per record at batch 16, unshuffled);
       "per-record" (default): correct skipping, shuffled batches, seeded random removal.
-    - `rule` (MnarRule, its name, or a predicate frame -> bool mask): rule-based MNAR instead: on p of the
-      train + validation records M is observed only where the rule fires; reversed test: on p of the test
-      records M is observed only where it does not fire.
+    - `rule` (MnarRule, its name, or a predicate frame -> bool mask): rule-based missingness instead — MAR,
+      since the rule reads an observed column: on p of the train + validation records M is observed only
+      where the rule fires; reversed test: on p of the test records it is observed only where it does not.
+    - `latent` ((N,) unobserved score, e.g. `synthetic.latent_severity`): latent MNAR instead — M removed by
+      the hidden score (`missingness.select_latent`), the highest lose it in training, the lowest in the
+      reversed test.
+    - `references=True` (or a subset of {"reversed-trained", "without-m"}) also trains, per fold and model, the
+      valid references: a model trained on the reversed distribution (for each rate > 0; the real upper
+      reference on the reversed test) and a model without M at all (the floor). Always scored: a
+      random-removal control split (as many test records lose M as in the reversed split, whatever their
+      label), Brier / ECE, and AUROC among records with and without M.
     - `position`: M's place in the encoder order; `mitigation`: a training option of the engine, for both
       models where it applies (shuffle-order is MultiModN only); `val_balance` (default: on for the
       presence-balance mitigations) applies the same balancing, one fixed draw, to the validation split.
@@ -140,15 +193,14 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
       "done", "total" (trainings), "fold", "folds", "rate", "model", "epoch" and a readable "message"; `should_stop()`
       cancels between batches and returns what finished (config["cancelled"] = True).
 
-    Returns {"rates", "results": [{"rate", "model", "test": "clean"|"reversed", "auroc", "auroc_std",
-    "balanced_accuracy", "balanced_accuracy_std", "accuracy", "n_folds"}], "ceiling": {model: [{"rate",
-    "auroc", "auroc_std", "balanced_accuracy", ...}]} (the same model and options trained at p = 0, scored on
-    each rate's reversed split), "presence": [{"rate", "train_pos", "train_neg", "reversed_pos",
-    "reversed_neg", "removed"}], "config": {...}}."""
+    Returns {"rates", "results": [{"rate", "model", "test", "auroc", "auroc_std", ..., "n_folds"}] (test:
+    clean, reversed, random, reversed-trained, without-m), "ceiling": {model: [{"rate", "auroc", ...}]} (the
+    same model and options trained at p = 0, scored on each rate's reversed split), "per_fold": [{"seed",
+    "fold", "rate", "model", "test", metric: value}], "presence": [{"rate", "train_pos", "train_neg",
+    "reversed_pos", "reversed_neg", "removed"}], "config": {..., "test_train_ratio", "mechanism"}}."""
     import time
 
     import torch
-
 
     ds.spec.modality(modality)
     t = ds.spec.task(task)
@@ -163,6 +215,12 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
         if kind not in ("multimodn", "pfusion"):
             raise ValueError(f"unknown model '{kind}' (choose: multimodn, pfusion)")
     rule = _resolve_rule(ds, rule, modality)
+    if latent is not None:
+        if rule is not None:
+            raise ValueError("choose a rule or a latent score, not both")
+        latent = np.asarray(latent, dtype=float)
+        if latent.shape != (len(ds),):
+            raise ValueError(f"latent score has shape {latent.shape}, expected ({len(ds)},)")
     work = place_modality(ds, modality, position)
     if not all_tasks:
         work = replace(work, spec=work.spec.model_copy(update={"tasks": [t]}))
@@ -171,25 +229,80 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     file_order = semantics == "paper"
     if val_balance is None:
         val_balance = bool(config.balance_modalities)
-    train_rates = sorted(set(rates) | {0.0})       # p = 0 is the no-shortcut ceiling
+    train_rates = sorted(set(rates) | {0.0})       # p = 0 is the reference trained without injected missingness
     splits = list(fold_rows(work, folds, seed)) if folds > 1 else [split(work, seed=seed)]
-    total = len(splits) * len(train_rates) * len(models)
-    scores: dict[tuple, list] = {}
+    refs = set(REFERENCES if references is True else references or ())
+    if refs - set(REFERENCES):
+        raise ValueError(f"unknown references {sorted(refs - set(REFERENCES))} (choose: {', '.join(REFERENCES)})")
+    extra = len(models) * (len([r for r in rates if r > 0]) * ("reversed-trained" in refs) + ("without-m" in refs))
+    total = len(splits) * (len(train_rates) * len(models) + extra)
+    per_fold: list[dict] = []
     presence: dict[float, list] = {r: [] for r in train_rates}
     epochs_run: list[int] = []
-    done, cancelled, t_start = 0, False, time.perf_counter()
+    state = {"done": 0, "cancelled": False}
+    t_start = time.perf_counter()
 
     def inject(r, rows, fold_seed, reverse=False):
         if rule is not None:
             return apply_rule(work, rule, modality, rows=rows, rate=r, seed=fold_seed, invert=reverse)
+        if latent is not None:
+            return inject_latent(work, modality, latent, r, rows=rows, seed=fold_seed, high=not reverse)
         fn = reverse_mnar if reverse else inject_mnar
         return fn(work, modality, task, r, rows=rows, seed=fold_seed, file_order=file_order)
 
+    def train_cell(f, r, kind, data_ds, tr, va, fold_seed, spec=None):
+        """Fit one model on one fold of `data_ds` (already injected); returns (model, prep, semantics)."""
+        message = f"fold {f + 1}/{len(splits)} · p = {r:.2f} · {kind}"
+        where = {"fold": f + 1, "folds": len(splits), "rate": r, "model": kind}
+
+        def epoch_progress(row):
+            if progress is not None:
+                progress({"phase": "epoch", "done": state["done"], "total": total, "epoch": row["epoch"],
+                          **where, "message": f"{message} · epoch {row['epoch']}"})
+
+        cell_ds = data_ds if spec is None else replace(data_ds, spec=spec)
+        prep = Preprocessor.fit(cell_ds.subset(tr))
+        torch.manual_seed(seed)
+        model = build_model(kind, cell_ds.spec, prep, model_config or _default_model_config())
+        data = prep.transform(cell_ds)
+        train_d, val_d = data.subset(tr), data.subset(va)
+        cfg, sem = config, semantics
+        if spec is not None:                       # the without-M floor: nothing to balance
+            cfg = replace(config, balance_modalities=tuple(m for m in config.balance_modalities
+                                                           if m != modality))
+        if val_balance and cfg.balance_modalities:
+            gen = torch.Generator().manual_seed(fold_seed + 7)
+            val_d = val_d.with_present(balance_presence(val_d.present, val_d.y[task], cfg.balance_modalities, gen))
+        if semantics == "paper" and kind == "pfusion":
+            # the official baseline (HAIM MLP) zero-fills each record's missing values: batch-wide
+            # skipping is MultiModN's code path only; batches stay 16 and unshuffled
+            cfg, sem = replace(cfg, semantics="per-record", batch_size=PAPER_BATCH, shuffle=False), "per-record"
+        history = fit(model, train_d, val_d, cfg, epoch_progress, should_stop)
+        epochs_run.append(len(history))
+        if should_stop is not None and should_stop():
+            state["cancelled"] = True
+        state["done"] += 1
+        if progress is not None:
+            progress({"phase": "trained", "done": state["done"], "total": total, **where,
+                      "message": message + " · done"})
+        return model, prep, sem
+
+    def record(f, r, kind, test, model, prep, sem, test_ds):
+        row = _score(model, prep.transform(test_ds), task, sem, modality)
+        per_fold.append({"seed": seed, "fold": f, "rate": r, "model": kind, "test": test, **row})
+
+    ratios = []
     for f, (tr, va, te) in enumerate(splits):
+        ratios.append(len(te) / max(len(tr), 1))
         trva, fold_seed = np.sort(np.concatenate([tr, va])), seed + 1000 * f
-        reversed_sets = {r: inject(r, te, fold_seed + 1, reverse=True).subset(te) for r in rates}
+        reversed_full = {r: inject(r, te, fold_seed + 1, reverse=True) for r in rates}
+        reversed_sets = {r: d.subset(te) for r, d in reversed_full.items()}
+        random_sets = {r: random_removal(work, modality, len(removed_rows(work, reversed_full[r], modality)),
+                                         rows=te, seed=fold_seed + 2).subset(te) for r in rates}
         clean = work.subset(te)
         for r in train_rates:
+            if state["cancelled"]:
+                break
             inj = inject(r, trva, fold_seed)
             rev = reversed_sets.get(r)
             shares = presence_by_class(inj, modality, task, tr)
@@ -198,63 +311,36 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
             presence[r].append([shares["pos"], shares["neg"], rshares["pos"], rshares["neg"],
                                 len(removed_rows(work, inj, modality))])
             for kind in models:
-                if cancelled:
+                if state["cancelled"]:
                     break
-                message = f"fold {f + 1}/{len(splits)} · p = {r:.2f} · {kind}"
-                where = {"fold": f + 1, "folds": len(splits), "rate": r, "model": kind}
-
-                def epoch_progress(row, message=message, where=where):
-                    if progress is not None:
-                        progress({"phase": "epoch", "done": done, "total": total, "epoch": row["epoch"], **where,
-                                  "message": f"{message} · epoch {row['epoch']}"})
-
-                prep = Preprocessor.fit(inj.subset(tr))
-                torch.manual_seed(seed)
-                model = build_model(kind, work.spec, prep, model_config or _default_model_config())
-                data = prep.transform(inj)
-                train_d, val_d = data.subset(tr), data.subset(va)
-                if val_balance and config.balance_modalities:
-                    gen = torch.Generator().manual_seed(fold_seed + 7)
-                    val_d = val_d.with_present(balance_presence(val_d.present, val_d.y[task],
-                                                                config.balance_modalities, gen))
-                cfg, sem = config, semantics
-                if semantics == "paper" and kind == "pfusion":
-                    # the official baseline (HAIM MLP) zero-fills each record's missing values: batch-wide
-                    # skipping is MultiModN's code path only; batches stay 16 and unshuffled
-                    cfg, sem = replace(config, semantics="per-record", batch_size=PAPER_BATCH, shuffle=False), \
-                        "per-record"
-                history = fit(model, train_d, val_d, cfg, epoch_progress, should_stop)
-                epochs_run.append(len(history))
-                if should_stop is not None and should_stop():
-                    cancelled = True
-                scores.setdefault((r, kind, "clean"), []).append(
-                    _task_scores(model, prep.transform(clean), task, sem))
+                model, prep, sem = train_cell(f, r, kind, inj, tr, va, fold_seed)
+                record(f, r, kind, "clean", model, prep, sem, clean)
                 if rev is not None:
-                    scores.setdefault((r, kind, "reversed"), []).append(
-                        _task_scores(model, prep.transform(rev), task, sem))
+                    record(f, r, kind, "reversed", model, prep, sem, rev)
+                    record(f, r, kind, "random", model, prep, sem, random_sets[r])
                 if r == 0.0:
                     for rr in rates:
-                        scores.setdefault((rr, kind, "ceiling"), []).append(
-                            _task_scores(model, prep.transform(reversed_sets[rr]), task, sem))
-                done += 1
-                if progress is not None:
-                    progress({"phase": "trained", "done": done, "total": total, **where,
-                              "message": message + " · done"})
-            if cancelled:
-                break
-        if cancelled:
+                        record(f, rr, kind, "ceiling", model, prep, sem, reversed_sets[rr])
+                if "reversed-trained" in refs and r > 0 and rev is not None and not state["cancelled"]:
+                    # the real upper reference: trained where the reversed pattern holds
+                    model, prep, sem = train_cell(f, r, kind, inject(r, trva, fold_seed, reverse=True), tr, va,
+                                                  fold_seed)
+                    record(f, r, kind, "reversed-trained", model, prep, sem, rev)
+        if "without-m" in refs and not state["cancelled"]:
+            spec = _without(work.spec, modality)
+            for kind in models:
+                if state["cancelled"]:
+                    break
+                model, prep, sem = train_cell(f, 0.0, kind, work, tr, va, fold_seed, spec=spec)
+                row = _score(model, prep.transform(replace(clean, spec=spec)), task, sem,
+                             spec.modality_names[0])
+                for rr in rates:                       # no M: the same on every split and rate
+                    per_fold.append({"seed": seed, "fold": f, "rate": rr, "model": kind, "test": "without-m",
+                                     **{k: v for k, v in row.items() if "m_" not in k}})
+        if state["cancelled"]:
             break
 
-    def summary(rows: list[dict]) -> dict:
-        out = {"n_folds": len(rows)}
-        for key in ("auroc", "balanced_accuracy", "accuracy"):
-            out[key], out[f"{key}_std"] = _summary([x[key] for x in rows])
-        return out
-
-    results = [{"rate": r, "model": kind, "test": test, **summary(scores[(r, kind, test)])}
-               for r in rates for kind in models for test in ("clean", "reversed") if (r, kind, test) in scores]
-    ceiling = {kind: [{"rate": r, **summary(scores[(r, kind, "ceiling")])}
-                      for r in rates if (r, kind, "ceiling") in scores] for kind in models}
+    results, ceiling = _summaries(per_fold, rates, models)
     pres = []
     for r in rates:
         if presence[r]:
@@ -263,15 +349,22 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
                          "reversed_pos": float(v[2]), "reversed_neg": float(v[3]), "removed": float(v[4])})
     rule_desc = None if rule is None else (rule.model_dump() if hasattr(rule, "model_dump") else
                                            getattr(rule, "__name__", "predicate"))
-    return {"rates": rates, "results": results, "ceiling": ceiling, "presence": pres, "config": {
-        "dataset": ds.spec.name, "modality": modality, "task": task, "position": position,
-        "order": work.spec.modality_names, "mitigation": mitigation, "semantics": semantics,
-        "removal": "rule" if rule is not None else ("file-order" if file_order else "random"),
-        "rule": rule_desc, "validation": "balanced" if val_balance and config.balance_modalities else "shifted",
-        "pfusion_semantics": ("per-record zero-fill, batch 16, unshuffled" if semantics == "paper" else semantics),
-        "folds": len(splits), "models": list(models), "all_tasks": all_tasks,
-        "train_config": config.to_json(), "mean_epochs": float(np.mean(epochs_run)) if epochs_run else 0.0,
-        "seconds": time.perf_counter() - t_start, "cancelled": cancelled}}
+    removal = ("rule" if rule is not None else "latent" if latent is not None else
+               "file-order" if file_order else "random")
+    mechanism = {"rule": "MAR (rule on an observed column)", "latent": "MNAR (unobserved severity)"}.get(
+        removal, "MNAR (label-dependent)")
+    return {"rates": rates, "results": results, "ceiling": ceiling, "per_fold": per_fold, "presence": pres,
+            "config": {
+                "dataset": ds.spec.name, "modality": modality, "task": task, "position": position,
+                "order": work.spec.modality_names, "mitigation": mitigation, "semantics": semantics,
+                "removal": removal, "mechanism": mechanism, "rule": rule_desc,
+                "validation": "balanced" if val_balance and config.balance_modalities else "shifted",
+                "pfusion_semantics": ("per-record zero-fill, batch 16, unshuffled" if semantics == "paper"
+                                      else semantics),
+                "folds": len(splits), "seed": seed, "models": list(models), "all_tasks": all_tasks,
+                "references": sorted(refs), "test_train_ratio": float(np.mean(ratios)) if folds > 1 else None,
+                "train_config": config.to_json(), "mean_epochs": float(np.mean(epochs_run)) if epochs_run else 0.0,
+                "seconds": time.perf_counter() - t_start, "cancelled": state["cancelled"]}}
 
 
 def _default_model_config():

@@ -1,9 +1,12 @@
 """How far to trust a modality-level explanation: deletion / insertion curves, a model-parameter
 randomization check, agreement between methods and out-of-distribution skips.
 
-Every number comes from `MultiModN.forward` with modified presence masks (absent = skipped, exactly as the
-model treats missing data). The output scalar follows the prediction of the full record: binary the
-probability of the predicted class, multiclass the probability of the predicted class, regression the
+Every number comes from the model's `forward` with modified presence masks: for MultiModN absent = skipped,
+exactly as the model treats missing data; for P-Fusion absent = its own zero-fill (plus presence bits if it
+was trained with them), again exactly what it does with missing data. P-Fusion has no steps, so `step_delta`
+does not apply to it: the report lists it under `not_applicable` with the reason.
+The output scalar follows the prediction of the full record: binary the probability of the predicted class,
+multiclass the probability of the predicted class, regression the
 standardized value oriented so that the full prediction's side of the prior is positive. Importances are
 oriented the same way (toward the predicted output), so a larger deletion AOPC is always more faithful.
 """
@@ -17,6 +20,7 @@ import torch
 from scipy.stats import rankdata
 
 from . import explain as E
+from . import run
 from .checkpoint import Trained
 from .data import Dataset, TensorData
 from .model import probabilities
@@ -60,11 +64,11 @@ def _forward(trained, data, rec: np.ndarray, codes: np.ndarray, task, cls, sign)
     e = len(players)
     keys, inv = np.unique((np.asarray(rec, np.int64) << e) | np.asarray(codes, np.int64), return_inverse=True)
     out = np.empty(len(keys))
-    with E._eval(model), torch.no_grad():
-        for idx in E._chunks(len(keys), ROWS):
+    with run.eval_mode(model), torch.no_grad():
+        for idx in run.batches(len(keys), ROWS):
             r = torch.as_tensor(keys[idx.numpy()] >> e)
             c = torch.as_tensor(keys[idx.numpy()] & ((1 << e) - 1))
-            x, p, lengths = E._rows(data, r, data.present)
+            x, p, lengths = run.inputs(data, r)
             for j, m in enumerate(players):
                 p[m] = p[m] & ((c >> j) & 1).bool()
             lg = model(x, p, lengths).logits[task][-1]
@@ -79,7 +83,7 @@ def _context(trained: Trained, data: TensorData, task: str) -> _Ctx:
     n, e = len(data), len(players)
     has = np.stack([data.present[m].numpy() for m in players], 1)
     codes = (has * (1 << np.arange(e))).sum(1).astype(np.int64)
-    out = E._run_all(trained, data, data.present, None, 4096, keep_states=False).logits[task]
+    out = run.forward(trained.model, data, 4096, keep_states=False).logits[task]
     v = probabilities(tdef.type, out.double()).numpy()
     if tdef.type == "multiclass":
         cls = v[-1].argmax(-1)
@@ -128,7 +132,7 @@ def _ig(ctx: _Ctx, n_steps: int) -> np.ndarray:
 
     inputs = tuple(data.x[m].float() for m in names)
     extra = tuple(pres) + tuple(data.lengths[m] for m in seq) + (sgn, cls)
-    with E._eval(model), E._one_blas_thread():
+    with run.eval_mode(model), E._one_blas_thread():
         attr = IntegratedGradients(forward).attribute(inputs, baselines=tuple(torch.zeros_like(t) for t in inputs),
                                                       additional_forward_args=extra, n_steps=n_steps,
                                                       internal_batch_size=ROWS)
@@ -218,9 +222,10 @@ def _auc(ins: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 # --- agreement and randomization --------------------------------------------------------------------------
-def _row_spearman(a: np.ndarray, b: np.ndarray, has: np.ndarray) -> float:
-    """Mean over records (≥ 2 present, neither constant) of the Spearman correlation over present players."""
-    rhos = []
+def _row_spearman(a: np.ndarray, b: np.ndarray, has: np.ndarray, per_record: bool = False):
+    """Mean over records (≥ 2 present, neither constant) of the Spearman correlation over present players
+    (per_record: the (N,) correlations instead, NaN where undefined)."""
+    rhos, rows_of = [], []
     pats, inv = np.unique(has, axis=0, return_inverse=True)
     for g, pat in enumerate(pats):
         if pat.sum() < 2:
@@ -231,23 +236,31 @@ def _row_spearman(a: np.ndarray, b: np.ndarray, has: np.ndarray) -> float:
         den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
         ok = den > 0
         rhos.append((ra * rb).sum(1)[ok] / den[ok])
+        rows_of.append(np.flatnonzero(rows)[ok])
+    if per_record:
+        out = np.full(len(has), np.nan)
+        for r, i in zip(rhos, rows_of):
+            out[i] = r
+        return out
     r = np.concatenate(rhos) if rhos else np.zeros(0)
     return float(r.mean()) if len(r) else float("nan")
 
 
 def randomization_cascade(trained: Trained, data: TensorData, task: str, methods=METHODS, seed: int = 0,
                           base: dict | None = None, **kw) -> dict:
-    """Cascading model-parameter randomization (Adebayo et al. 2018) on a deep copy: decoders first, then the
-    encoders from the last encoded to the first. `base`: the trained model's importances of `data`, if known.
-    Returns {"stages": [...], method: [mean Spearman, trained vs randomized, per stage]}."""
-    if not E._is_sequential(trained.model):
-        raise ValueError("the randomization cascade needs a MultiModN model")
+    """Cascading model-parameter randomization (Adebayo et al. 2018) on a deep copy: decoders (P-Fusion: its
+    heads) first, then the encoders (P-Fusion: embedders) from the last to the first. `base`: the trained
+    model's importances of `data`, if known. Returns {"stages": [...], method: [mean Spearman per stage]}
+    and "per_record": {method: (N,) Spearman on the fully randomized model}."""
     base = base or importances(_context(trained, data, task), methods, seed=seed, **kw)
     rnd = copy.deepcopy(trained)
-    stages = ["decoders", *[f"encoder:{m}" for m in reversed(rnd.model.modality_names)]]
+    seq = E._is_sequential(rnd.model)
+    heads, encs = (rnd.model.decoders, rnd.model.encoders) if seq else (rnd.model.heads, rnd.model.embedders)
+    stages = ["decoders" if seq else "heads",
+              *[f"{'encoder' if seq else 'embedder'}:{m}" for m in reversed(rnd.model.modality_names)]]
     out = {"stages": stages, **{m: [] for m in methods}}
     for i, st in enumerate(stages):
-        mod = rnd.model.decoders if st == "decoders" else rnd.model.encoders[st.split(":", 1)[1]]
+        mod = heads if i == 0 else encs[st.split(":", 1)[1]]
         with torch.random.fork_rng():          # stage i re-initializes from seed + i, whatever ran before
             torch.manual_seed(seed + i)
             for sub in mod.modules():
@@ -257,6 +270,7 @@ def randomization_cascade(trained: Trained, data: TensorData, task: str, methods
         got = importances(ctx, methods, seed=seed, **kw)
         for m in methods:
             out[m].append(_row_spearman(base[m], got[m], ctx.has))
+    out["per_record"] = {m: _row_spearman(base[m], got[m], ctx.has, per_record=True) for m in methods}
     return out
 
 
@@ -282,42 +296,64 @@ class MethodScore:
 
 @dataclass(frozen=True)
 class FaithfulnessReport:
+    """per_record (not in to_json): "aopc" / "auc" {method: (N,)} (random: mean over orders), "ood_top_skip"
+    {method: (N,) bool}, "randomization_spearman" {method: (n,) on the cascade's records}, "ids" (N,)."""
     task: str
     records: int
     methods: dict[str, MethodScore]
     agreement: dict[str, float]
     absent_in_training: dict[str, float]
     randomization: dict = field(default_factory=dict)
+    model_kind: str = "multimodn"
+    not_applicable: dict[str, str] = field(default_factory=dict)    # method -> why it was not run
+    per_record: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
-        return {"task": self.task, "records": self.records,
+        return {"task": self.task, "records": self.records, "model_kind": self.model_kind,
+                "not_applicable": dict(self.not_applicable),
                 "methods": {m: {"deletion_aopc": s.deletion_aopc, "insertion_auc": s.insertion_auc,
                                 "randomization_spearman": s.randomization_spearman, "ood_top_skip": s.ood_top_skip}
                             for m, s in self.methods.items()},
                 "agreement": dict(self.agreement), "absent_in_training": dict(self.absent_in_training),
-                "ood_threshold": OOD_ABSENT, "randomization_cascade": self.randomization}
+                "ood_threshold": OOD_ABSENT,
+                "randomization_cascade": {k: v for k, v in self.randomization.items() if k != "per_record"}}
+
+
+STEP_DELTA_NA = "P-Fusion encodes every modality at once: it has no per-modality steps, so no step deltas"
 
 
 def _prepare(trained: Trained, data, task: str) -> TensorData:
     E._task(trained, task)
-    if not E._is_sequential(trained.model):
-        raise ValueError("faithfulness curves need a MultiModN model (P-Fusion has no steps to skip)")
     return trained.prep.transform(data) if isinstance(data, Dataset) else data
+
+
+def _applicable(trained: Trained, methods) -> tuple[list[str], dict[str, str]]:
+    """(methods that apply to this model, {method: why not} for the others)."""
+    if E._is_sequential(trained.model):
+        return list(methods), {}
+    return [m for m in methods if m != "step_delta"], ({"step_delta": STEP_DELTA_NA} if "step_delta" in methods
+                                                        else {})
+
+
+def _ood_rows(ranks: np.ndarray, has: np.ndarray, absent: np.ndarray) -> np.ndarray:
+    """(N,) bool: the record's top-ranked present modality is (almost) never absent in training."""
+    return ((ranks == 0) & has & (absent < OOD_ABSENT)[None, :]).any(1)
 
 
 def _ood(ranks: np.ndarray, has: np.ndarray, absent: np.ndarray) -> float:
     """Share of records with ≥ 1 present modality whose top-ranked one is never absent in training."""
-    top = (ranks == 0) & has
     rows = has.any(1)
-    return float((top & (absent < OOD_ABSENT)[None, :]).any(1)[rows].mean()) if rows.any() else float("nan")
+    return float(_ood_rows(ranks, has, absent)[rows].mean()) if rows.any() else float("nan")
 
 
 def cohort_faithfulness(trained: Trained, data, task: str, records: int = 500, seed: int = 0,
                         methods=METHODS, random_orders: int = 16, randomization_records: int = 24,
                         ig_steps: int = 32, samples: int = 8) -> FaithfulnessReport:
     """Faithfulness of every method on a seeded sample of `records` records of `data` (Dataset or TensorData)
-    that have at least one modality; the randomization cascade uses the first `randomization_records` of them."""
+    that have at least one modality; the randomization cascade uses the first `randomization_records` of them.
+    Methods that do not apply to the model (P-Fusion: step_delta) are listed in `not_applicable`."""
     data = _prepare(trained, data, task)
+    methods, skipped = _applicable(trained, methods)
     if records < 1:
         raise ValueError(f"records must be at least 1, got {records}")
     absent = absent_in_training(trained, data)
@@ -345,7 +381,12 @@ def cohort_faithfulness(trained: Trained, data, task: str, records: int = 500, s
                                    float(np.mean([_ood(r, ctx.has, a) for r in ranks[k:]])))
     agree = {f"{m1}|{m2}": _row_spearman(imp[m1], imp[m2], ctx.has)
              for i, m1 in enumerate(names) for m2 in names[i + 1:]}
-    return FaithfulnessReport(task, len(pick), scores, agree, absent, casc)
+    per = {"ids": list(sub.ids),
+           "aopc": {**{m: aopc[j] for j, m in enumerate(names)}, "random": aopc[k:].mean(0)},
+           "auc": {**{m: auc[j] for j, m in enumerate(names)}, "random": auc[k:].mean(0)},
+           "ood_top_skip": {m: _ood_rows(ranks[j], ctx.has, a) for j, m in enumerate(names)},
+           "randomization_spearman": casc["per_record"]}
+    return FaithfulnessReport(task, len(pick), scores, agree, absent, casc, trained.model.kind, skipped, per)
 
 
 @dataclass(frozen=True)
@@ -367,6 +408,8 @@ def record_faithfulness(trained: Trained, data, record_index: int, task: str, me
                         samples: int = 8) -> RecordFaithfulness:
     """The deletion curve of one record (a position in `data`) for one method, against random orders."""
     data = _prepare(trained, data, task)
+    if method in _applicable(trained, [method])[1]:
+        raise ValueError(STEP_DELTA_NA)
     if not 0 <= record_index < len(data):
         raise ValueError(f"record position {record_index} is outside the data (0..{len(data) - 1})")
     ctx = _context(trained, data.subset([record_index]), task)

@@ -1,4 +1,11 @@
-"""MNAR injection: the paper's protocol (label-dependent removal, reversed test) and rule-based (clinical) MNAR.
+"""Missingness injection: three mechanisms that remove a modality M, named by what the removal depends on.
+
+- **label MNAR** (the paper's protocol): removal depends on the label of task T (`inject_mnar`, `reverse_mnar`);
+- **latent MNAR**: removal depends on an *unobserved* variable, e.g. the synthetic cohort's hidden severity z
+  (`inject_latent`): not a function of any input column, so a truly missing-not-at-random mechanism;
+- **rule (MAR)**: removal depends on an *observed* column through a spec rule (`apply_rule`): this is missing
+  *at random* in Rubin's sense (the spec field is still called `mnar_rules`), kept as the "clinical policy" case;
+- `random_removal`: label-independent removal of a given number of records (the control split).
 
 Pure functions: they never modify the input Dataset and return a new one. "Removing" modality M from a record
 sets its columns to NaN (tabular) or drops the record's rows from M's long table (sequence), so the record
@@ -113,7 +120,42 @@ def reverse_mnar(ds: Dataset, modality: str, task: str, rate: float, rows=None, 
     return remove_modality(ds, modality, select_mnar(ds, task, rate, rows, 0, seed, file_order))
 
 
-# --- rule-based ("clinical") MNAR ---------------------------------------------------------------------
+# --- latent (unobserved) MNAR and the random control -----------------------------------------------------
+def select_latent(latent, rate: float, rows=None, seed: int = 0, high: bool = True, strength: float = 2.0
+                  ) -> np.ndarray:
+    """Positions (sorted) among `rows` that lose the modality, driven by an unobserved score `latent` (N,):
+    ⌈rate · len(rows) / 2⌉ records (at rate 1, half of them) drawn without replacement with probability
+    ∝ exp(±strength · standardized latent) (+ for `high`: the highest scores lose it most often). Seeded
+    (Gumbel top-k), nested across rates for the same seed."""
+    latent = np.asarray(latent, dtype=float)
+    rows = np.arange(len(latent)) if rows is None else np.asarray(rows, dtype=int)
+    k = n_chosen(rate, len(rows) // 2)
+    z = latent[rows]
+    z = (z - z.mean()) / (z.std() or 1.0)
+    keys = (strength if high else -strength) * z + np.random.default_rng(seed).gumbel(size=len(rows))
+    return np.sort(rows[np.argsort(-keys, kind="stable")[:k]])
+
+
+def inject_latent(ds: Dataset, modality: str, latent, rate: float, rows=None, seed: int = 0, high: bool = True,
+                  strength: float = 2.0) -> Dataset:
+    """Latent MNAR: `modality` removed by the unobserved `latent` score (see `select_latent`); `high=False`
+    is the reversed policy (the lowest scores lose it)."""
+    if len(latent) != len(ds):
+        raise ValueError(f"latent score has {len(latent)} values for {len(ds)} records")
+    return remove_modality(ds, modality, select_latent(latent, rate, rows, seed, high, strength))
+
+
+def random_removal(ds: Dataset, modality: str, count: int, rows=None, seed: int = 0) -> Dataset:
+    """The control split: `modality` removed from `count` records of `rows` that have it, chosen uniformly at
+    random whatever their label (so exactly `count` records lose it, as many as a label-driven split)."""
+    rows = _rows(ds, rows)
+    rows = rows[ds.presence()[modality].to_numpy()[rows]]
+    count = min(max(int(count), 0), len(rows))
+    chosen = np.sort(np.random.default_rng(seed).permutation(rows)[:count])
+    return remove_modality(ds, modality, chosen)
+
+
+# --- rule-based ("clinical") missingness: MAR, since the rule reads an observed column
 def rule_mask(ds: Dataset, rule: MnarRule | Predicate) -> np.ndarray:
     """(N,) bool: where the rule fires. A spec rule `column op value` does not fire on a missing value (a test
     is not ordered on a value nobody measured); a predicate gets the frame and returns a bool mask."""
@@ -147,7 +189,7 @@ def select_rule(ds: Dataset, rule: MnarRule | Predicate, rows=None, rate: float 
 
 def apply_rule(ds: Dataset, rule: MnarRule | Predicate, modality: str | None = None, rows=None,
                rate: float = 1.0, seed: int = 0, invert: bool = False) -> Dataset:
-    """Rule-based MNAR: the modality (the rule's own, or `modality` for a predicate) stays observed only
+    """Rule-based (MAR) missingness: the modality (the rule's own, or `modality` for a predicate) stays observed only
     where the rule fires, on `rate` of `rows` (default: everywhere). `invert=True` keeps it only where the
     rule does not fire (the reversed test policy)."""
     if modality is None:

@@ -71,17 +71,20 @@ def _to_shown(trained: Trained, task: str, curve: np.ndarray, final: float, prio
 
 
 def record_trust(trained: Trained, data: TensorData, row: int, task: str, use=None, method: str = "shapley",
-                 random_orders: int = 64, seed: int = 0) -> Trust:
+                 random_orders: int = 64, seed: int = 0, shown: tuple[float, float] | None = None) -> Trust:
     """The deletion curve of record `row` of `data` (the whole TensorData: training records give the
-    out-of-distribution flags) with only `use` on, for `method`, against `random_orders` random orders."""
+    out-of-distribution flags) with only `use` on, for `method`, against `random_orders` random orders.
+    shown: (prior, final) of the record's binary/regression value in the dataset's order, if the caller has
+    them (a RecordView): they orient the curve; otherwise one more forward computes them."""
     if not _is_sequential(trained.model):
         return Trust(task, method, False, reason=PFUSION_TRUST)
     d = _with_use(data, row, use)
     rf = FA.record_faithfulness(trained, d, row, task, method, random_orders=random_orders, seed=seed)
-    from .explain.steps import trace
-    tr = trace(trained, d.subset([row]))
-    v = np.asarray(tr.value[task][:, 0], dtype=float)
-    final, prior = (v[-1], v[0]) if v.ndim == 1 else (v[-1].max(), 0.0)
+    if shown is None and _task(trained, task).type != "multiclass":
+        from .explain.steps import trace
+        v = np.asarray(trace(trained, d.subset([row])).value[task][:, 0], dtype=float)
+        shown = (float(v[0]), float(v[-1]))
+    prior, final = shown if shown is not None else (0.0, 1.0)
     return Trust(task, method, True, tuple(rf.removed), _to_shown(trained, task, rf.deletion, final, prior),
                  _to_shown(trained, task, rf.random, final, prior), tuple(rf.ood_skips),
                  trust_sentence(rf, trained.spec))

@@ -1,10 +1,18 @@
 """DatasetSpec: which columns form which modality, which columns are tasks, validated with clear messages.
 
 A spec is YAML (see data/*/spec.yaml). Validation happens in two stages: the spec alone (`load_spec`,
-pydantic), then the spec against a table (`check_frame`). Both raise `SpecError` with one readable line.
+pydantic), then the spec against a table (`validate.check_dataset`). Both raise `SpecError` with one readable line.
+
+Names: a modality, task or MNAR rule may be named as people name things (`liver panel`, `Week 20 CD4`,
+`Stage (I–IV)`). Such a name becomes the entry's `label` (what every screen shows) and `name` becomes a safe
+internal key derived from it (`liver_panel`): the key names encoders, decoders, checkpoint tensors and URLs.
 """
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +21,83 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ID_PATTERN = r"^[a-z0-9_]+$"
 MAX_SPEC_BYTES = 4 * 2**20   # real specs are a few KB; a bigger file is not a spec
+MAX_KEY_LEN = 64             # keys stay short enough for URLs and tensor names (longer names get derived keys)
+STEP_NAMES = {"prior", "all modalities"}   # step labels the engine puts beside modality names
+
+
+@lru_cache(maxsize=1)
+def _reserved() -> frozenset[str]:
+    """Keys torch refuses as ModuleDict entries (attributes such as `train`, `eval`, `keys`) or the engine
+    uses as step names."""
+    from torch import nn
+    return frozenset(dir(nn.ModuleDict)) | STEP_NAMES
+
+
+def is_key(name: object) -> bool:
+    """True when `name` can serve as an internal key as written."""
+    return isinstance(name, str) and len(name) <= MAX_KEY_LEN and re.fullmatch(ID_PATTERN, name) is not None \
+        and name not in _reserved()
+
+
+def derive_key(name: str, taken: set[str] = frozenset()) -> str:
+    """A safe key for a display name: ASCII-folded, lower case, `_` between words; a short hash of the name
+    is appended when that is empty, reserved or taken (so keys stay unique and stable for a given spec)."""
+    if is_key(name) and name not in taken:
+        return name
+    # accents fold to their letter (ä -> a); any other non-ASCII character separates words (I–IV -> i_iv)
+    text = "".join(c if c.isascii() else " " for c in unicodedata.normalize("NFKD", name)
+                   if not unicodedata.combining(c)).lower()
+    slug = re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:MAX_KEY_LEN - 12].rstrip("_")
+    if slug and slug not in taken and is_key(slug):
+        return slug
+    digest = hashlib.sha1(name.encode("utf-8")).hexdigest()
+    for n in range(6, 41):
+        key = f"{slug or 'n'}_{digest[:n]}"
+        if key not in taken:
+            return key
+    raise ValueError(f"cannot derive a key for name '{name}'")   # 35 hash lengths all taken: not reachable
+
+
+def _key_candidates(name: str) -> set[str]:
+    """Keys that `derive_key` can give `name` (with or without a hash), to look an entry up by its text."""
+    return {name, derive_key(name), derive_key(name, {derive_key(name)})}
+
+
+def _derive_keys(raw: dict) -> dict:
+    """Rewrite the names of modalities, tasks and MNAR rules into keys; the text as written becomes the label.
+    References (a rule's `modality`) follow. Raises ValueError for an empty or repeated name."""
+    raw, renamed = dict(raw), {}
+    for field, what in (("modalities", "modality"), ("tasks", "task"), ("mnar_rules", "mnar rule")):
+        entries = raw.get(field)
+        if not isinstance(entries, list):
+            continue
+        entries = [dict(e) if isinstance(e, dict) else e for e in entries]
+        names = [e.get("name") for e in entries if isinstance(e, dict)]
+        for n in names:
+            if isinstance(n, str) and not n.strip():
+                raise ValueError(f"a {what} name is empty: give every {what} a name")
+        texts = [n.strip() for n in names if isinstance(n, str)]
+        dup = next((n for i, n in enumerate(texts) if n in texts[:i]), None)
+        if dup is not None:
+            raise ValueError(f"{what} name used twice: {dup}")
+        taken = {n for n in names if is_key(n)}
+        renamed[field] = {}
+        for e in entries:
+            n = e.get("name") if isinstance(e, dict) else None
+            if not isinstance(n, str) or is_key(n):
+                continue
+            key = derive_key(n.strip(), taken)
+            taken.add(key)
+            renamed[field][n] = key
+            e["name"] = key
+            if not e.get("label"):
+                e["label"] = n.strip()
+        raw[field] = entries
+    mods = renamed.get("modalities", {})
+    for r in raw.get("mnar_rules") or []:
+        if isinstance(r, dict) and r.get("modality") in mods:
+            r["modality"] = mods[r["modality"]]
+    return raw
 
 
 class SpecError(ValueError):
@@ -24,7 +109,7 @@ class _Frozen(BaseModel):
 
 
 class ModalitySpec(_Frozen):
-    name: str = Field(pattern=ID_PATTERN, description="identifier used in orders, checkpoints and URLs")
+    name: str = Field(pattern=ID_PATTERN, description="internal key (derived from any name; see module doc)")
     label: str = Field("", description="shown on screen; defaults to name")
     description: str = Field("", description="plain-language text shown beside the modality")
     columns: list[str] = Field(min_length=1, description="feature columns (any names)")
@@ -51,7 +136,7 @@ class ModalitySpec(_Frozen):
 
 
 class TaskSpec(_Frozen):
-    name: str = Field(pattern=ID_PATTERN, description="identifier")
+    name: str = Field(pattern=ID_PATTERN, description="internal key (derived from any name; see module doc)")
     label: str = Field("", description="shown on screen; defaults to name")
     description: str = Field("", description="plain-language meaning of the outcome")
     column: str = Field(description="target column of the main table")
@@ -74,11 +159,16 @@ class TaskSpec(_Frozen):
 class MnarRule(_Frozen):
     """Rule-based MNAR: `modality` is observed only where `column op value` holds."""
     name: str = Field(pattern=ID_PATTERN)
+    label: str = Field("", description="shown on screen; defaults to name")
     modality: str
     column: str
     op: Literal["<", "<=", ">", ">=", "==", "!="]
     value: float | int | str
     description: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
 
 class DatasetSpec(_Frozen):
@@ -91,6 +181,11 @@ class DatasetSpec(_Frozen):
     tasks: list[TaskSpec] = Field(min_length=1)
     mnar_rules: list[MnarRule] = Field(default_factory=list)
     base_dir: str = Field("", description="folder of the spec file; set by load_spec, resolves relative paths")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_names(cls, raw):
+        return _derive_keys(raw) if isinstance(raw, dict) else raw
 
     @field_validator("modalities")
     @classmethod
@@ -138,22 +233,32 @@ class DatasetSpec(_Frozen):
         return [t.name for t in self.tasks]
 
     def modality(self, name: str) -> ModalitySpec:
-        for m in self.modalities:
-            if m.name == name:
-                return m
-        raise SpecError(f"unknown modality '{name}' (spec has: {', '.join(self.modality_names)})")
+        """By key, or by the name as shown (`liver panel` finds the modality keyed `liver_panel`)."""
+        return _lookup(self.modalities, name, "modality")
 
     def task(self, name: str) -> TaskSpec:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise SpecError(f"unknown task '{name}' (spec has: {', '.join(self.task_names)})")
+        """By key, or by the name as shown."""
+        return _lookup(self.tasks, name, "task")
 
     def resolve(self, relative: str) -> Path:
         return Path(self.base_dir) / relative
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", exclude={"base_dir"})
+
+
+def _lookup(entries: list, name: str, what: str):
+    for e in entries:
+        if e.name == name:
+            return e
+    text = name.strip()
+    for e in entries:
+        if e.display == text:
+            return e
+    for e in entries:
+        if e.label and text and e.name in _key_candidates(text):
+            return e
+    raise SpecError(f"unknown {what} '{name}' (spec has: {', '.join(e.display for e in entries)})")
 
 
 def _first_error(err: ValidationError, source: str, raw: dict) -> str:

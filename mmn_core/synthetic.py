@@ -5,7 +5,10 @@ A latent severity z ~ N(0, 1) drives the outcomes and which modalities are measu
   signal beyond z (attribution tests expect it on top); `notes` carries no signal at all.
 - `score` (regression) = 10 + 3·z + noise; `stage` (multiclass): z in thirds.
 - MNAR: labs are measured with probability sigmoid(mnar · z + 0.5), imaging with sigmoid(mnar · z − 0.2):
-  the sicker, the more often measured, as in clinical practice.
+  the sicker, the more often measured, as in clinical practice. `gaps=False` measures everything (no natural
+  missingness: the gap-free cohort of the official-semantics study).
+- z itself is never a column: `latent_severity(n, seed)` returns it (the same draw), so that experiments can
+  remove a modality by an *unobserved* variable (truly MNAR, `missingness.inject_latent`).
 """
 from __future__ import annotations
 
@@ -20,11 +23,17 @@ def _sigmoid(v):
     return 1 / (1 + np.exp(-v))
 
 
+def latent_severity(n: int = 3000, seed: int = 0) -> np.ndarray:
+    """(n,) the hidden severity z of `make_synthetic(n, seed)` (record i ↔ id S{i:05d}); not an input column."""
+    return np.random.default_rng(seed).normal(size=n)
+
+
 def make_synthetic(n: int = 3000, seed: int = 0, mnar: float = 1.5, extra_modalities: int = 0,
-                   sequence: bool = True) -> Dataset:
-    """n records; `extra_modalities` adds pure-noise tabular modalities (for scaling benchmarks)."""
+                   sequence: bool = True, gaps: bool = True) -> Dataset:
+    """n records; `extra_modalities` adds pure-noise tabular modalities (for scaling benchmarks); `gaps=False`:
+    no natural missingness in any modality (every record has 1–8 visits)."""
     rng = np.random.default_rng(seed)
-    z = rng.normal(size=n)
+    z = rng.normal(size=n)                 # first draw: latent_severity() repeats it
     lactate = rng.normal(size=n)
     ids = [f"S{i:05d}" for i in range(n)]
     f = pd.DataFrame({"id": ids})
@@ -42,8 +51,11 @@ def make_synthetic(n: int = 3000, seed: int = 0, mnar: float = 1.5, extra_modali
     f["note_words"] = rng.integers(10, 100, n)
     labs = ["lactate", "creatinine", "sodium"]
     imaging = ["opacity", "effusion"]
-    f.loc[rng.random(n) >= _sigmoid(mnar * z + 0.5), labs] = np.nan
-    f.loc[rng.random(n) >= _sigmoid(mnar * z - 0.2), imaging] = np.nan
+    # the draws happen with or without gaps, so that gaps=False changes nothing but the missingness
+    lab_gap, img_gap = rng.random(n) >= _sigmoid(mnar * z + 0.5), rng.random(n) >= _sigmoid(mnar * z - 0.2)
+    if gaps:
+        f.loc[lab_gap, labs] = np.nan
+        f.loc[img_gap, imaging] = np.nan
     f["outcome"] = (rng.random(n) < _sigmoid(1.5 * z + 1.5 * lactate - 0.3)).astype(int)
     f["score"] = np.round(10 + 3 * z + rng.normal(0, 1, n), 2)
     f["stage"] = np.select([z < -0.43, z < 0.43], ["early", "middle"], "late")
@@ -63,12 +75,16 @@ def make_synthetic(n: int = 3000, seed: int = 0, mnar: float = 1.5, extra_modali
         cols = [f"noise{j}_{k}" for k in range(4)]
         for c in cols:
             f[c] = np.round(rng.normal(size=n), 3)
-        f.loc[rng.random(n) < 0.1, cols] = np.nan
+        gap = rng.random(n) < 0.1
+        if gaps:
+            f.loc[gap, cols] = np.nan
         modalities.append({"name": f"extra{j}", "label": f"Extra {j}", "columns": cols,
                            "description": "Pure noise (scaling benchmark)"})
     seqs = {}
     if sequence:
         lens = rng.integers(0, 9, n)          # 0 visits = modality absent
+        if not gaps:
+            lens = np.maximum(lens, 1)
         rows = [(ids[i], d, round(float(z[i] * (0.3 + 0.1 * d) + rng.normal(0, 1)), 3))
                 for i in range(n) for d in range(lens[i])]
         seqs["visits"] = pd.DataFrame(rows, columns=["id", "day", "marker"])

@@ -14,14 +14,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass, asdict
-from typing import Sequence, Callable, Literal
+from typing import Sequence, Callable
 
 import torch
 
+from . import run
 from .data import TensorData
 from .model import ModelOutput
-
-Semantics = Literal["per-record", "paper"]
+from .run import PAPER_BATCH, Semantics, batch_wide  # noqa: F401  (re-exported: experiments, tests)
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,8 @@ def mitigation_options(mitigation: str, modalities: Sequence[str], task: str | N
     return {}
 
 
-PAPER_BATCH = 16   # the official MIMIC/MNAR pipelines: batch 16, unshuffled loaders, batch-wide skipping
 History = list[dict]
 Progress = Callable[[dict], None]
-
-
-def batch_wide(present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The official code's skipping: a modality counts as present for a batch only if every record has it."""
-    return {m: p.all().expand_as(p) for m, p in present.items()}
 
 
 def balance_presence(present: dict[str, torch.Tensor], y: torch.Tensor, modalities, gen: torch.Generator
@@ -107,44 +101,62 @@ def modality_dropout(present: dict[str, torch.Tensor], rate: float, gen: torch.G
     return {m: p & (torch.rand(p.shape[0], generator=gen) >= rate) for m, p in present.items()}
 
 
-def _batches(n: int, size: int, shuffle: bool, gen: torch.Generator):
-    idx = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
-    return [idx[i:i + size] for i in range(0, n, size)]
+def epoch_presence(data: TensorData, config: TrainConfig, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The presence masks one training epoch shows the model: data.present after presence balancing and
+    modality dropout (random draws from `gen`, on the CPU), on data's device."""
+    present = {k: v.cpu() for k, v in data.present.items()}
+    if config.balance_modalities:
+        present = balance_presence(present, data.y[config.balance_task].cpu(), config.balance_modalities, gen)
+    if config.modality_dropout > 0:
+        present = modality_dropout(present, config.modality_dropout, gen)
+    device = next(iter(data.present.values())).device
+    return {k: v.to(device) for k, v in present.items()}
 
 
-def _rows(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
-    """The batch `idx` of every tensor in a dict (x, present, lengths or y)."""
-    return {k: v[idx] for k, v in d.items()}
-
-
-@torch.no_grad()
 def predict(model, data: TensorData, batch_size: int = 1024, order: list[str] | None = None,
             semantics: Semantics = "per-record") -> ModelOutput:
     """Run the model over `data` in batches (eval mode) and concatenate: logits[t] (K+1, N, C).
 
     Paper semantics always run at batch 16: with batch-wide skipping the batch size changes the predictions."""
-    if semantics == "paper":
-        batch_size = PAPER_BATCH
-    was = model.training
-    model.eval()
-    outs = []
-    for idx in _batches(len(data), batch_size, False, None):
-        present = _rows(data.present, idx)
-        if semantics == "paper":
-            present = batch_wide(present)
-        outs.append(model(_rows(data.x, idx), present, _rows(data.lengths, idx), order))
-    model.train(was)
-    first = outs[0]
-    return ModelOutput(first.steps,
-                       None if first.states is None else torch.cat([o.states for o in outs], dim=1),
-                       {t: torch.cat([o.logits[t] for o in outs], dim=1) for t in first.logits},
-                       torch.cat([o.ran for o in outs], dim=1))
+    return run.forward(model, data, batch_size, order=order, semantics=semantics)
 
 
 @torch.no_grad()
 def evaluate_loss(model, data: TensorData, batch_size: int = 1024, semantics: Semantics = "per-record") -> float:
     out = predict(model, data, batch_size, semantics=semantics)
     return float(model.loss(out, data.y))
+
+
+def train_epoch(model, data: TensorData, present: dict, opt, config: TrainConfig, gen: torch.Generator,
+                should_stop: Callable[[], bool] | None = None) -> tuple[float, int, bool]:
+    """One pass of Adam steps over `data` (already on the model's device) with the epoch's presence masks
+    `present` (N,) bool each (see `epoch_presence`). Batch order and shuffled encoder orders draw from `gen`.
+    Returns (sum of batch loss × batch size, records seen, cancelled by `should_stop`)."""
+    model.train()
+    names = model.modality_names
+    paper = config.semantics == "paper"
+    batch_size = PAPER_BATCH if paper else config.batch_size
+    shuffle = config.shuffle and not paper
+    device = next(iter(present.values())).device
+    total, count = 0.0, 0
+    for idx in run.batches(len(data), batch_size, shuffle, gen):
+        if should_stop is not None and should_stop():
+            return total, count, True
+        idx = idx.to(device)
+        p = run.rows(present, idx)
+        if paper:
+            p = batch_wide(p)
+        order = None
+        if config.shuffle_order and model.kind == "multimodn":
+            order = [names[i] for i in torch.randperm(len(names), generator=gen).tolist()]
+        out = model(run.rows(data.x, idx), p, run.rows(data.lengths, idx), order)
+        loss = model.loss(out, run.rows(data.y, idx))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+    return total, count, False
 
 
 def fit(model, train: TensorData, val: TensorData | None = None, config: TrainConfig = TrainConfig(),
@@ -161,39 +173,12 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
     train_d = train.to(device)
     val_d = val.to(device) if val is not None else None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    names = model.modality_names
     history: History = []
     best, best_state, bad = math.inf, None, 0
-    batch_size = PAPER_BATCH if config.semantics == "paper" else config.batch_size
-    shuffle = config.shuffle and config.semantics != "paper"
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        present = {k: v.cpu() for k, v in train.present.items()}
-        if config.balance_modalities:
-            present = balance_presence(present, train.y[config.balance_task].cpu(), config.balance_modalities, gen)
-        if config.modality_dropout > 0:
-            present = modality_dropout(present, config.modality_dropout, gen)
-        present = {k: v.to(device) for k, v in present.items()}
-        total, count, cancelled = 0.0, 0, False
-        for idx in _batches(len(train), batch_size, shuffle, gen):
-            if should_stop is not None and should_stop():
-                cancelled = True
-                break
-            idx = idx.to(device)
-            p = _rows(present, idx)
-            if config.semantics == "paper":
-                p = batch_wide(p)
-            order = None
-            if config.shuffle_order and model.kind == "multimodn":
-                order = [names[i] for i in torch.randperm(len(names), generator=gen).tolist()]
-            out = model(_rows(train_d.x, idx), p, _rows(train_d.lengths, idx), order)
-            loss = model.loss(out, _rows(train_d.y, idx))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+        present = epoch_presence(train_d, config, gen)
+        total, count, cancelled = train_epoch(model, train_d, present, opt, config, gen, should_stop)
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if val_d is not None:
             row["val_loss"] = evaluate_loss(model, val_d, semantics=config.semantics)

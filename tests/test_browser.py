@@ -437,6 +437,78 @@ def test_uploaded_markup_names_render_as_text(browser, server, tmp_path):
         w.close()
 
 
+# --- How much to trust this, What to measure next, the Cohort's faithfulness tab ---------------------------------
+def test_trust_and_measure_panels_show_the_engine_numbers(browser, engine, tmp_path):
+    """At 1280 x 800: the trust element's curve equals mmn_core.panels.record_trust, the What-to-measure-next
+    spread equals mmn_core.panels.measure_next (both with the record's own data), and the Cohort's faithfulness
+    curves equal mmn_core.panels.cohort_curves on the same sample. Screenshots: test-artifacts/browser/1[0-2]-*.png"""
+    from mmn_core import acquire as AQ
+    from mmn_core import load_dataset
+    from mmn_core import panels as P
+    trained, data, pos = engine
+    srv = AppServer(env={"MMN_LENS_CACHE": str(tmp_path), "MMN_LENS_FAITH_RECORDS": "40"},
+                    log=ARTIFACTS / "server-panels.log")
+    try:
+        srv.wait_healthy()
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = ctx.new_page()
+        page.set_default_timeout(T)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(srv.url)
+        wait_figure(page, CHART, timeout=T)
+        page.wait_for_function("() => new URLSearchParams(location.search).has('record')", timeout=T)
+        wait_idle(page)
+        rid = record_id(page)
+        use = measured(engine, rid)
+        trust = P.record_trust(trained, data, pos[rid], TASK, use=use)
+        page.locator(".st-key-ex_trust_chart .js-plotly-plot").first.wait_for(timeout=T)
+        fig = figure(page, "ex_trust_chart")
+        solid = next(t for t in fig["traces"] if t["name"].startswith("Removed in"))
+        dashed = next(t for t in fig["traces"] if t["name"].startswith("random"))
+        np.testing.assert_allclose(solid["y"], 100 * trust.deletion, atol=1e-6)
+        np.testing.assert_allclose(dashed["y"], 100 * trust.random, atol=1e-6)
+        box = page.locator(".st-key-ex_trust")
+        assert trust.sentence.split(" (")[0] in box.inner_text()
+        box.scroll_into_view_if_needed()
+        page.mouse.wheel(0, -120)
+        shot(page, "10-explorer-why-and-trust")
+        # What to measure next
+        page.get_by_role("tab", name="What to measure next").click()
+        page.locator(".st-key-ex_measure_chart .js-plotly-plot").first.wait_for(timeout=T)
+        wait_idle(page)
+        ds = load_dataset("support2")
+        donors = AQ.Donors(trained, data, AQ.training_pool(trained, ds))
+        mn = P.measure_next(trained, data, pos[rid], donors, use=use)[TASK]
+        fig = figure(page, "ex_measure_chart")
+        boxes = [t for t in fig["traces"] if t["x"] and not t["mode"]]
+        assert [t["name"] for t in boxes] == [trained.spec.modality(r.modality).display for r in mn.rows]
+        for t, r in zip(boxes, mn.rows):
+            np.testing.assert_allclose(t["x"], 100 * r.outcomes, atol=1e-6)
+        panel = page.locator(".st-key-ex_measure")
+        assert trained.spec.modality(mn.rows[0].modality).display in panel.inner_text()
+        panel.scroll_into_view_if_needed()
+        shot(page, "11-explorer-what-to-measure-next")
+        # the Cohort's faithfulness tab
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Cohort").click()
+        page.get_by_role("tab", name="How far to trust the explanations").click()
+        button(page, "co_faith_measure").click()
+        page.locator(".st-key-co_faith_chart .js-plotly-plot").first.wait_for(timeout=3 * T)
+        wait_idle(page, timeout=3 * T)
+        curves = P.cohort_curves(trained, data, TASK, records=40)
+        fig = figure(page, "co_faith_chart")
+        from app.figures import METHOD_LABELS
+        for m, c in curves.curves.items():
+            got = next(t for t in fig["traces"] if t["name"] == METHOD_LABELS[m])
+            np.testing.assert_allclose(got["y"], 100 * c, atol=1e-6)
+        page.locator(".st-key-co_faith_chart").scroll_into_view_if_needed()
+        shot(page, "12-cohort-faithfulness")
+        assert not errors, errors
+        ctx.close()
+    finally:
+        srv.stop()
+
+
 # --- Presentation mode ---------------------------------------------------------------------------------------------
 # The slide's figures, as Plotly holds them: the ladder's markers (x = the value after each step shown so far, in %)
 # and the map's path ("this record so far": the states of the steps that ran so far).

@@ -120,3 +120,73 @@ def test_real_process_bad_input_has_no_traceback(tmp_path):
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert "bad.csv" in p.stderr
+
+
+# --- names as people write them ------------------------------------------------------------------------------
+SLIDE_NAMES = {"modalities": ["liver panel", "Week 20 CD4", "Stage (I–IV)", "train", "肝臓"],
+               "tasks": ["Death (1 yr)", "prior"]}
+
+
+@pytest.fixture
+def slide_named(tmp_path):
+    """60 records whose modalities, tasks and columns carry spaces, capitals, unicode, brackets, dots and
+    names torch reserves (`train`) or the engine uses for a step (`prior`); one modality is a sequence."""
+    import pandas as pd
+    import yaml
+    rng = np.random.default_rng(0)
+    n = 60
+    frame = pd.DataFrame({"patient id": [f"p {i}" for i in range(n)],
+                          "ALT (U/L)": rng.normal(30, 5, n), "AST.1": rng.normal(25, 5, n),
+                          "CD4 ⁺ count": rng.normal(500, 50, n), "stage": rng.choice(["I", "II", "III"], n),
+                          "Blutdruck ä": rng.normal(120, 10, n), "died (1 yr)": rng.integers(0, 2, n),
+                          "score ½": rng.normal(0, 1, n)})
+    frame.loc[::4, ["ALT (U/L)", "AST.1"]] = np.nan
+    visits = pd.DataFrame({"patient id": [f"p {i % n}" for i in range(3 * n)], "day №": np.arange(3 * n) // n,
+                           "中文 value": rng.normal(0, 1, 3 * n)})
+    spec = {"name": "slides", "id_column": "patient id", "modalities": [
+        {"name": "liver panel", "columns": ["ALT (U/L)", "AST.1"]},
+        {"name": "Week 20 CD4", "columns": ["CD4 ⁺ count"]},
+        {"name": "Stage (I–IV)", "columns": ["stage"]},
+        {"name": "train", "columns": ["Blutdruck ä"]},
+        {"name": "肝臓", "kind": "sequence", "table": "visits.csv", "key": "patient id", "time_column": "day №",
+         "columns": ["中文 value"]}],
+        "tasks": [{"name": "Death (1 yr)", "column": "died (1 yr)", "type": "binary"},
+                  {"name": "prior", "column": "score ½", "type": "regression", "units": "points"}],
+        "mnar_rules": [{"name": "Liver tests when sick", "modality": "liver panel", "column": "CD4 ⁺ count",
+                        "op": "<", "value": 520}]}
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    visits.to_csv(tmp_path / "visits.csv", index=False)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    return ["--data", str(tmp_path / "d.csv"), "--spec", str(tmp_path / "spec.yaml")], tmp_path
+
+
+def test_names_as_people_write_them_work_end_to_end(capsys, slide_named):
+    src, folder = slide_named
+    d = run_json(capsys, "describe", *src)
+    assert [m["label"] for m in d["modalities"]] == SLIDE_NAMES["modalities"]
+    assert [t["label"] for t in d["tasks"]] == SLIDE_NAMES["tasks"]
+    keys = [m["name"] for m in d["modalities"]] + [t["name"] for t in d["tasks"]]
+    assert len(set(keys)) == len(keys) and all(k.isascii() and k == k.lower() and " " not in k for k in keys)
+    assert "train" not in keys and "prior" not in keys          # torch / the engine reserve these
+    assert main(["describe", *src]) == 0                          # the text table shows the names as written
+    text = capsys.readouterr().out
+    assert all(name in text for name in SLIDE_NAMES["modalities"] + SLIDE_NAMES["tasks"])
+
+    out = folder / "ck"
+    tr = run_json(capsys, "train", *src, "--epochs", "1", "--out", str(out))
+    assert len(tr["steps"]) == 6 and tr["steps"][0] == "prior"
+    ev = run_json(capsys, "evaluate", "--checkpoint", str(out), *src)
+    assert ev["records"] == 60 and set(ev["tasks"]) == {t["name"] for t in d["tasks"]}
+    ex = run_json(capsys, "explain", "--checkpoint", str(out), *src, "--record", "p 1", "--task", "Death (1 yr)")
+    death = d["tasks"][0]["name"]
+    assert list(ex["tasks"]) == [death]
+    story = " ".join(ex["narrative"][death])
+    assert "liver panel" in story or "Week 20 CD4" in story       # sentences name modalities as written
+    cv = run_json(capsys, "compare", *src, "--folds", "2", "--epochs", "1")
+    assert set(cv["tasks"]) == {t["name"] for t in d["tasks"]}
+    mn = run_json(capsys, "mnar", *src, "--modality", "liver panel", "--task", "Death (1 yr)", "--rates", "0,0.5",
+                  "--folds", "1", "--epochs", "1")
+    assert {r["rate"] for r in mn["results"]} == {0.0, 0.5}
+    rule = run_json(capsys, "mnar", *src, "--modality", "liver panel", "--task", "Death (1 yr)", "--rule",
+                    "--folds", "1", "--epochs", "1", "--rates", "0")
+    assert rule["results"]

@@ -201,3 +201,62 @@ def test_cli_bad_input(checkpoint, capsys, extra):
     assert main(["faithfulness", "--checkpoint", str(checkpoint), "--json", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def _analytic_pfusion(n=80, seed=0):
+    """The same additive ground truth as `_analytic`, as a P-Fusion: embedder m gives x_m + 10 (absent:
+    zero-filled x = 0 → 10), the head sums c_m (e_m − 10), so logit = Σ present c_m x_m."""
+    mm, data = _analytic(n, seed)
+    model = build_model("pfusion", mm.spec, mm.prep, ModelConfig(state_size=4, hidden=4, dropout=0.0)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for m in COEF:
+            first, last = model.embedders[m].net[0], model.embedders[m].net[3]
+            first.weight[0, 0], first.bias[0] = 1.0, 10.0
+            last.weight[0, 0] = 1.0
+        h0, h1 = model.heads["y"][0], model.heads["y"][3]
+        for j, (m, c) in enumerate(COEF.items()):
+            h0.weight[0, 4 * j] = c
+        h0.bias[0] = 50.0 - 10.0 * sum(COEF.values())
+        h1.weight[0, 0], h1.bias[0] = 1.0, -50.0
+    return Trained(model, mm.spec, mm.prep), data
+
+
+def test_pfusion_cohort_faithfulness_side_by_side():
+    trained, data = _analytic_pfusion()
+    with torch.no_grad():
+        lg = trained.model(data.x, data.present, data.lengths).logits["y"][-1, :, 0].double().numpy()
+    want = sum(c * data.x[m][:, 0].double().numpy() * data.present[m].numpy() for m, c in COEF.items())
+    assert np.allclose(lg, want, atol=1e-4)
+    rep = F.cohort_faithfulness(trained, data, "y", records=50, seed=0, random_orders=16)
+    js = rep.to_json()
+    assert js["model_kind"] == "pfusion" and set(js["methods"]) == set(F.METHODS) - {"step_delta"} | {"random"}
+    assert "step_delta" in js["not_applicable"] and "no per-modality steps" in js["not_applicable"]["step_delta"]
+    assert js["methods"]["shapley"]["deletion_aopc"] > js["methods"]["random"]["deletion_aopc"] + 0.05
+    assert js["methods"]["ig"]["deletion_aopc"] > js["methods"]["random"]["deletion_aopc"] + 0.05
+    assert js["randomization_cascade"]["stages"][0] == "heads" and len(js["randomization_cascade"]["stages"]) == 6
+    assert rep.per_record["aopc"]["shapley"].shape == (50,) and len(rep.per_record["ids"]) == 50
+    # zero-fill of every modality is P-Fusion's prior: logit 0, probability 0.5 of the predicted class
+    ctx = F._context(trained, data, "y")
+    dele, _ = F._curves(ctx, F._random_ranks(ctx.has, 2, 0))
+    assert np.allclose(dele[:, np.arange(len(data)), ctx.has.sum(1)], 0.5, atol=1e-6)
+    with pytest.raises(ValueError, match="no per-modality steps"):
+        F.record_faithfulness(trained, data, 0, "y", "step_delta")
+    r = F.record_faithfulness(trained, data, 0, "y", "shapley")
+    assert r.deletion[-1] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_cli_pfusion(tmp_path, capsys):
+    ds = load_dataset("synthetic")
+    rows = (np.arange(300), np.arange(300, 400), np.arange(400, 500))
+    trained = train_model(ds, "pfusion", ModelConfig(state_size=8, hidden=16, dropout=0.0),
+                          TrainConfig(epochs=1, seed=0), rows=rows)
+    ck = save(trained, tmp_path / "synthetic-pf")
+    assert main(["faithfulness", "--checkpoint", str(ck), "--task", "outcome", "--records", "10", "--json",
+                 "--values"]) == 0
+    js = json.loads(capsys.readouterr().out)
+    vp = js["value_vs_presence"]
+    assert vp["records"] == 10 and set(vp["modalities"]) == set(trained.model.modality_names)
+    assert vp["modalities"]["notes"]["ood_skip"] and {"skip_credit", "value_credit"} <= set(vp["modalities"]["notes"])
+    assert js["model_kind"] == "pfusion" and "step_delta" not in js["methods"] and "step_delta" in js["not_applicable"]

@@ -387,3 +387,111 @@ def test_every_figure_serialises_to_json():
     fig, _, _ = _binary_chart()
     spec = json.loads(pio.to_json(fig))
     assert spec["layout"]["yaxis"]["title"]["text"] == "Predicted risk (%)"
+
+
+# --- how much to trust this; what to measure next; faithfulness per method --------------------------------------
+def test_trust_curve_draws_the_deletion_curve_against_random_in_percent():
+    removed = ["vitals", "imaging", "demo"]
+    dele, rnd = np.array([0.8, 0.3, 0.35, 0.5]), np.array([0.8, 0.7, 0.6, 0.5])
+    fig = F.trust_curve([LABELS[1], LABELS[3], LABELS[0]], removed, dele, rnd, COLORS, task_type="binary")
+    solid = _by_name(fig, "Exact Shapley order")[0]
+    dashed = _by_name(fig, "random order (mean)")[0]
+    np.testing.assert_allclose(_arr(solid.y), 100 * dele)
+    np.testing.assert_allclose(_arr(dashed.y), 100 * rnd)
+    assert dashed.line.dash == "dash" and solid.line.dash is None
+    # each removal's dot in that modality's colour, the start grey
+    assert list(solid.marker.color) == [F.PRIOR_COLOR, COLORS["vitals"], COLORS["imaging"], COLORS["demo"]]
+    assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.title.text == "Predicted risk (%)"
+    # the removed modality named in the hover, escaped (user text)
+    assert F.esc(LABELS[3]) in solid.hovertext[2] and "<img" not in pio.to_json(fig)
+
+
+def test_trust_curve_regression_in_units_and_rejects_mismatch():
+    fig = F.trust_curve(["Vital signs"], ["vitals"], np.array([12.0, 9.5]), np.array([12.0, 9.5]), COLORS,
+                        task_type="regression", units="kg")
+    assert fig.layout.yaxis.title.text == "Prediction (kg)"
+    np.testing.assert_allclose(_arr(_by_name(fig, "Exact Shapley order")[0].y), [12.0, 9.5])
+    with pytest.raises(ValueError):
+        F.trust_curve(["a"], ["vitals"], np.array([1.0, 0.5, 0.2]), np.array([1.0, 0.5]), COLORS,
+                      task_type="binary")
+
+
+def test_outcome_spread_one_box_per_candidate_with_every_outcome():
+    outs = [np.array([0.2, 0.6, 0.7]), np.array([0.4, 0.45, 0.5])]
+    fig = F.outcome_spread(["labs", "imaging"], [LABELS[2], LABELS[3]], outs, 0.45, COLORS, task_type="binary")
+    boxes = [t for t in fig.data if t.type == "box"]
+    assert [b.name for b in boxes] == [LABELS[2], F.esc(LABELS[3])]
+    for b, o in zip(boxes, outs):
+        np.testing.assert_allclose(_arr(b.x), 100 * o)
+        assert b.boxpoints == "all"
+    assert boxes[0].marker.color == COLORS["labs"]
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert lines[0].x0 == pytest.approx(45.0)                      # the prediction now, solid
+    assert lines[1].x0 == pytest.approx(50.0) and lines[1].line.dash == "dot"    # the 50% threshold
+    assert fig.layout.annotations[0].text == "now 45%"
+    lo, hi = fig.layout.xaxis.range                              # zoomed on the outcomes, all of them in view
+    assert lo <= 20 and hi >= 70 and hi - lo < 80
+    # hindsight: the real value as a star per row
+    fig = F.outcome_spread(["labs"], [LABELS[2]], outs[:1], 0.45, COLORS, task_type="binary", actual=[0.62])
+    star = _by_name(fig, "its real value")[0]
+    assert star.marker.symbol == "star" and _arr(star.x)[0] == pytest.approx(62.0)
+    with pytest.raises(ValueError):
+        F.outcome_spread(["labs"], [LABELS[2]], outs, 0.45, COLORS, task_type="binary")
+
+
+def test_outcome_spread_regression_has_no_threshold():
+    fig = F.outcome_spread(["labs"], ["Laboratory"], [np.array([10.0, 12.0])], 11.0, COLORS,
+                           task_type="regression", units="kg")
+    assert len(fig.layout.shapes) == 1 and fig.layout.annotations[0].text == "now 11 kg"
+    np.testing.assert_allclose(_arr(fig.data[0].x), [10.0, 12.0])
+
+
+def test_faithfulness_curves_methods_in_fixed_colours_random_dashed():
+    curves = {"shapley": np.array([0.8, 0.5, 0.6]), "ig": np.array([0.8, 0.6, 0.6]),
+              "random": np.array([0.8, 0.7, 0.6])}
+    fig = F.faithfulness_curves(curves, title="t")
+    for m, c in curves.items():
+        tr = _by_name(fig, F.METHOD_LABELS[m])[0]
+        np.testing.assert_allclose(_arr(tr.y), 100 * c)
+        assert tr.line.color == F.METHOD_COLORS[m]
+    assert _by_name(fig, F.METHOD_LABELS["random"])[0].line.dash == "dash"
+    assert len(set(F.METHOD_COLORS.values())) == len(F.METHOD_COLORS)
+
+
+def test_faithfulness_table_and_summary_read_the_report():
+    from app import components as C
+    rep = {"records": 40, "methods": {
+        "shapley": {"deletion_aopc": 0.25, "insertion_auc": 0.8, "randomization_spearman": 0.01, "ood_top_skip": 0.5},
+        "ig": {"deletion_aopc": 0.2, "insertion_auc": 0.7, "randomization_spearman": 0.7, "ood_top_skip": 0.25},
+        "random": {"deletion_aopc": 0.1, "insertion_auc": 0.6, "randomization_spearman": None, "ood_top_skip": 0.4}},
+        "agreement": {"shapley|ig": 0.66}}
+    t = C.faithfulness_table(rep)
+    assert t["Method"].tolist() == [F.METHOD_LABELS[m] for m in ("shapley", "ig", "random")]
+    assert t["Drop (points)"].tolist() == ["25.0", "20.0", "10.0"]
+    assert t["Agreement with exact Shapley"].tolist() == ["1.00", "0.66", "–"]
+    assert t["Unchanged after scrambling"].tolist() == ["0.01", "0.70", "–"]
+    s = C.faithfulness_summary(rep)
+    assert "Exact Shapley" in s and "2.5×" in s and "(10.0 points)" in s
+    assert "Caution: Integrated Gradients (per kind of data)" in s          # it barely changed: flagged
+
+
+def test_measure_table_rows_per_modality_and_task():
+    from app import components as C
+    from mmn_core.panels import MeasureNext, MeasureRow
+    from mmn_core.spec import spec_from_dict
+    spec = spec_from_dict({"name": "x", "id_column": "id", "modalities": [
+        {"name": "a", "label": "Alpha", "columns": ["a1"]}, {"name": "b", "label": "Beta", "columns": ["b1"]}],
+        "tasks": [{"name": "y", "column": "y", "type": "binary", "label": "Death"},
+                  {"name": "w", "column": "w", "type": "regression", "units": "kg", "label": "Weight"}]})
+    ra = MeasureRow("a", 0.07, 0.25, 0.1, 0.4, np.array([0.3, 0.5]), ("1", "2"))
+    rb = MeasureRow("b", 0.02, 0.0, 0.0, 0.4, np.array([0.38, 0.42]), ("1", "2"))
+    wa = MeasureRow("a", 1.5, float("nan"), 0.3, 70.0, np.linspace(68, 72, 11), ("1", "2"))
+    wb = MeasureRow("b", 2.5, float("nan"), 0.3, 70.0, np.linspace(60, 80, 11), ("1", "2"))
+    by = {"y": MeasureNext("y", "binary", "missing", 2, (ra, rb)), "w": MeasureNext("w", "regression", "missing", 2,
+                                                                                  (wb, wa))}
+    t = C.measure_table(spec, by)
+    assert t["Kind of data"].tolist() == ["Alpha", "Alpha", "Beta", "Beta"]          # ranked by the first task
+    assert t["Outcome"].tolist() == ["Death", "Weight", "Death", "Weight"]
+    assert t["Expected change"].tolist() == ["7 points", "1.50 kg", "2 points", "2.50 kg"]
+    assert t["Prediction flips"].tolist() == ["25%", "–", "0%", "–"]
+    assert t["Likely range (middle 80%)"].iloc[1] == "68.4 kg to 71.6 kg"

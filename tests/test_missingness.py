@@ -160,3 +160,66 @@ def test_presence_balancing_equalizes_presence_across_classes():
         assert abs(r1 - r0) < 0.02
         diffs.append(r1 - r0)
     assert abs(np.mean(diffs)) < 0.01
+
+
+# --- latent (unobserved) MNAR, the random control, and honest names -------------------------------------------
+def test_latent_severity_is_the_generators_hidden_z_and_not_a_column():
+    from mmn_core.synthetic import latent_severity, make_synthetic
+    d = make_synthetic(n=2000, seed=7)
+    z = latent_severity(2000, 7)
+    # score = 10 + 3 z + N(0, 1): z explains it almost entirely (corr = 3 / sqrt(10) ≈ 0.95)
+    assert np.corrcoef(z, d.frame["score"].to_numpy())[0, 1] > 0.93
+    inputs = [c for m in d.spec.modalities if m.kind == "tabular" for c in m.columns]
+    assert all(abs(np.corrcoef(z, d.frame[c].astype(float).fillna(d.frame[c].astype(float).mean()))[0, 1]) < 0.9
+               for c in inputs if pd.api.types.is_numeric_dtype(d.frame[c]))
+    assert not any(np.allclose(d.frame[c].to_numpy(dtype=float, na_value=np.nan), z, equal_nan=True)
+                   for c in d.frame.columns if pd.api.types.is_numeric_dtype(d.frame[c]))
+
+
+def test_gap_free_synthetic_changes_only_the_missingness():
+    from mmn_core.synthetic import make_synthetic
+    a, b = make_synthetic(n=500, seed=2), make_synthetic(n=500, seed=2, gaps=False)
+    assert b.presence().all().all() and not a.presence().all().all()
+    keep = a.presence().all(axis=1).to_numpy()
+    pd.testing.assert_frame_equal(a.frame[keep].reset_index(drop=True), b.frame[keep].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_latent_removal_follows_the_hidden_score_and_is_label_linked():
+    from mmn_core.missingness import inject_latent, select_latent
+    from mmn_core.synthetic import latent_severity, make_synthetic
+    d = make_synthetic(n=3000, seed=1, gaps=False)
+    z = latent_severity(3000, 1)
+    rows = np.arange(0, 3000, 2)
+    chosen = select_latent(z, 0.8, rows, seed=3)
+    assert len(chosen) == math.ceil(0.8 * 750) and set(chosen) <= set(rows)
+    # removed records are the sick ones: their mean severity is far above the rest's
+    rest = np.setdiff1d(rows, chosen)
+    assert z[chosen].mean() - z[rest].mean() > 1.0
+    low = select_latent(z, 0.8, rows, seed=3, high=False)
+    assert z[low].mean() < z[np.setdiff1d(rows, low)].mean() - 1.0
+    # nested across rates and seeded
+    assert set(select_latent(z, 0.4, rows, seed=3)) < set(chosen)
+    assert np.array_equal(chosen, select_latent(z, 0.8, rows, seed=3))
+    out = inject_latent(d, "labs", z, 0.8, rows=rows, seed=3)
+    assert np.array_equal(removed_rows(d, out, "labs"), chosen)
+    # label-linked through z (outcome logit = 1.5 z + ...): positives lose labs much more often
+    shares = presence_by_class(out, "labs", "outcome", rows)
+    assert shares["neg"] - shares["pos"] > 0.25
+    rev = inject_latent(d, "labs", z, 0.8, rows=rows, seed=3, high=False)
+    shares = presence_by_class(rev, "labs", "outcome", rows)
+    assert shares["pos"] - shares["neg"] > 0.25
+    with pytest.raises(ValueError, match="latent"):
+        inject_latent(d, "labs", z[:10], 0.5)
+
+
+def test_random_removal_is_label_independent_with_the_exact_count():
+    from mmn_core.missingness import random_removal
+    from mmn_core.synthetic import make_synthetic
+    d = make_synthetic(n=4000, seed=5, gaps=False)
+    rows = np.arange(1, 4000, 2)
+    out = random_removal(d, "labs", 800, rows=rows, seed=9)
+    gone = removed_rows(d, out, "labs")
+    assert len(gone) == 800 and set(gone) <= set(rows)
+    shares = presence_by_class(out, "labs", "outcome", rows)
+    assert abs(shares["pos"] - shares["neg"]) < 0.06     # 0.4 removed in each class; sd of the gap ≈ 0.022

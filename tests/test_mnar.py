@@ -1,6 +1,7 @@
 """The MNAR experiment: paper semantics really batch-wide, positions, and run_mnar's documented structure."""
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def test_run_mnar_tiny_structure_and_speed(small):
     assert time.perf_counter() - t0 < 30
     assert res["rates"] == [0.0, 0.8]
     assert {(r["rate"], r["model"], r["test"]) for r in res["results"]} == {
-        (r, m, t) for r in (0.0, 0.8) for m in ("multimodn", "pfusion") for t in ("clean", "reversed")}
+        (r, m, t) for r in (0.0, 0.8) for m in ("multimodn", "pfusion") for t in ("clean", "reversed", "random")}
     for r in res["results"]:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["balanced_accuracy"] <= 1 and r["n_folds"] == 1
         assert "auroc_std" in r
@@ -108,14 +109,14 @@ def test_run_mnar_paper_rule_and_cancel(small):
                    models=("multimodn",), mitigation="presence-balance")
     assert res["config"]["removal"] == "file-order" and res["config"]["validation"] == "balanced"
     assert res["config"]["train_config"]["semantics"] == "paper"
-    assert len(res["results"]) == 2 and res["ceiling"]["multimodn"][0]["rate"] == 0.5
+    assert len(res["results"]) == 3 and res["ceiling"]["multimodn"][0]["rate"] == 0.5
     rule = small.spec.mnar_rules[0]
     res = run_mnar(small, "labs", "outcome", rates=(0, 1.0), folds=1, epochs=2, rule=rule, models=("pfusion",))
-    assert res["config"]["removal"] == "rule"
+    assert res["config"]["removal"] == "rule" and res["config"]["mechanism"].startswith("MAR")
     pres = {p["rate"]: p for p in res["presence"]}
     assert pres[1.0]["train_pos"] < pres[0.0]["train_pos"]
     res = run_mnar(small, "labs", "outcome", rates=(0, 0.8), folds=1, epochs=50, should_stop=lambda: True)
-    assert res["config"]["cancelled"] and len(res["results"]) <= 2
+    assert res["config"]["cancelled"] and len(res["results"]) <= 3
 
 
 def test_run_mnar_bad_input(small):
@@ -127,3 +128,62 @@ def test_run_mnar_bad_input(small):
         run_mnar(small, "labs", "outcome", rates=(1.5,), folds=1)
     with pytest.raises(ValueError, match="controls modality"):
         run_mnar(small, "imaging", "outcome", folds=1, rule=small.spec.mnar_rules[0])
+
+
+def test_run_mnar_references_latent_and_per_fold_rows(small):
+    """references=True: a reversed-trained model per rate > 0, a without-M floor per fold; the random control
+    split loses exactly as many M as the reversed one; per-fold rows carry seed and fold; latent MNAR."""
+    from mmn_core.synthetic import latent_severity
+    z = latent_severity(1500, 0)
+    seen = []
+    res = run_mnar(small, "labs", "outcome", rates=(0, 0.8), folds=2, epochs=2, models=("pfusion",),
+                   references=True, latent=z, seed=3, progress=seen.append)
+    cfg = res["config"]
+    assert cfg["removal"] == "latent" and cfg["mechanism"] == "MNAR (unobserved severity)"
+    assert cfg["test_train_ratio"] == pytest.approx(1 / 0.85, rel=0.02)       # 2 folds, 15 % validation
+    # 2 folds x (2 rates + 1 reversed-trained + 1 without-M) = 8 trainings
+    assert [e["done"] for e in seen if e["phase"] == "trained"] == list(range(1, 9))
+    rows = res["per_fold"]
+    cells = {(r["fold"], r["rate"], r["test"]) for r in rows}
+    for f in (0, 1):
+        assert (f, 0.8, "reversed-trained") in cells and (f, 0.0, "reversed-trained") not in cells
+        for test in ("clean", "reversed", "random", "ceiling", "without-m"):
+            assert {(f, 0.0, test), (f, 0.8, test)} <= cells
+    assert all(r["seed"] == 3 for r in rows)
+    by = {(r["fold"], r["rate"], r["test"]): r for r in rows}
+    for f in (0, 1):
+        rev, rnd = by[(f, 0.8, "reversed")], by[(f, 0.8, "random")]
+        assert rev["n_m_absent"] == rnd["n_m_absent"] > by[(f, 0.8, "clean")]["n_m_absent"]
+        assert rev["n_m_present"] + rev["n_m_absent"] == by[(f, 0.8, "clean")]["n_m_present"] + \
+            by[(f, 0.8, "clean")]["n_m_absent"]
+        assert by[(f, 0.0, "without-m")]["auroc"] == by[(f, 0.8, "without-m")]["auroc"]
+        for test in ("clean", "reversed"):
+            r = by[(f, 0.8, test)]
+            assert 0 <= r["brier"] <= 1 and 0 <= r["ece"] <= 1 and 0 <= r["auroc_m_present"] <= 1
+    summary = {(r["rate"], r["test"]): r for r in res["results"]}
+    assert summary[(0.8, "reversed-trained")]["n_folds"] == 2
+    assert summary[(0.8, "reversed")]["auroc"] == pytest.approx(np.mean([by[(f, 0.8, "reversed")]["auroc"]
+                                                                        for f in (0, 1)]))
+    with pytest.raises(ValueError, match="latent"):
+        run_mnar(small, "labs", "outcome", folds=1, latent=z[:5])
+
+
+def test_batch_wide_wrapper_equals_paper_semantics_and_counts_runs(small):
+    """official.BatchWide at batch 16 predicts exactly what predict(semantics="paper") does, and its training
+    counters see that labs never ran when every batch of 16 has one record without labs."""
+    from mmn_core.official import BatchWide, Factors, gap_free
+    prep, data = _paper_batches_data(small)
+    torch.manual_seed(0)
+    inner = build_model("multimodn", small.spec, prep, ModelConfig(state_size=8, hidden=16))
+    wrapped = BatchWide(inner)
+    a = predict(wrapped, data, batch_size=16).logits["outcome"]
+    b = predict(inner, data, semantics="paper").logits["outcome"]
+    assert torch.equal(a, b)
+    assert not torch.equal(predict(inner, data).logits["outcome"], b)          # per record differs
+    fit(wrapped, data, None, TrainConfig(epochs=1, batch_size=16, shuffle=False, patience=99))
+    ran, batches, ran_rec, rec = wrapped.counts["labs"]
+    assert batches == 20 and ran == 0 and ran_rec == 0 and rec == 300
+    assert wrapped.counts["vitals"][:2] == [20, 20]
+    assert Factors() == Factors(batch_wide=True, batch_size=16, shuffle=False, file_order=True)
+    gf = gap_free(small, "outcome")
+    assert gf.presence().all().all() and len(gf) < len(small)

@@ -119,7 +119,9 @@ def test_record_trust_is_the_faithfulness_curve_in_shown_units(s2):
     rf = FA.record_faithfulness(trained, data.with_present(pres), row, "death")
     want = rf.deletion if final >= 0.5 else 1 - rf.deletion
     np.testing.assert_allclose(t.deletion, want, atol=1e-9)
-    assert rf.sentence.split(" Caution:")[0].split(" moves ")[1] in t.sentence        # the engine's ratio
+    import re
+    ratio = re.search(r"(\d+\.\d)x as much", rf.sentence)
+    assert ratio and f"moves the prediction {ratio.group(1)} times as much" in t.sentence    # the engine's ratio
     top = trained.spec.modality(t.removed[0]).display
     assert top in t.sentence and t.removed[0] not in t.sentence.replace(top, "")      # display names only
 

@@ -19,7 +19,7 @@ import torch
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import mmn_core.data as data_mod
+import mmn_core.validate as validate_mod
 from mmn_core import ModelConfig, Preprocessor, SpecError, load_data
 from mmn_core.checkpoint import build_model
 
@@ -244,8 +244,14 @@ def f_spec_missing_tasks(case):
 
 
 def f_spec_bad_modality_name(case):
-    case.spec["modalities"][0]["name"] = "Alpha Labs"
-    case.expect = ["{spec}", "modalities[Alpha Labs].name"]
+    # any non-empty name is accepted (`Alpha Labs` gets the key `alpha_labs`); a blank one is not
+    case.spec["modalities"][0]["name"] = "   "
+    case.expect = ["{spec}", "modality name is empty"]
+
+
+def f_spec_modality_name_not_text(case):
+    case.spec["modalities"][0]["name"] = ["Alpha", "Labs"]
+    case.expect = ["{spec}", "name"]
 
 
 def f_spec_non_utf8(case):
@@ -318,7 +324,7 @@ def _load(case: Case, folder: Path):
         with open(target, "a", encoding="utf-8") as f:
             f.write("\n" * (data_path.stat().st_size - target.stat().st_size + 2))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(data_mod, "MAX_FILE_BYTES", target.stat().st_size - 1)
+        mp.setattr(validate_mod, "MAX_FILE_BYTES", target.stat().st_size - 1)
         return load_data(data_path, spec_path)
 
 
@@ -392,3 +398,57 @@ def test_corrupt_parquet_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError) as err:
         load_data(tmp_path / "data.parquet", tmp_path / "spec.yaml")
     assert str(tmp_path / "data.parquet") in str(err.value) and "\n" not in str(err.value)
+
+
+# --- names as people write them: keys derived, names kept -----------------------------------------------------
+DISPLAY = st.text("abAB zß中Ж.()–-_1'⁺", min_size=1, max_size=12).filter(lambda s: s.strip() != "") | \
+    st.sampled_from(["train", "eval", "keys", "prior", "all modalities", "liver panel", "Liver panel", "x" * 90])
+
+
+def _named_spec(mods: list[str], tasks: list[str]) -> dict:
+    return {"name": "n", "modalities": [{"name": m, "columns": [f"c{i}"]} for i, m in enumerate(mods)],
+            "tasks": [{"name": t, "column": f"y{i}", "type": "regression"} for i, t in enumerate(tasks)],
+            "mnar_rules": [{"name": mods[0], "modality": mods[-1], "column": "c0", "op": ">", "value": 0}]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(mods=st.lists(DISPLAY, min_size=1, max_size=5, unique_by=str.strip),
+       tasks=st.lists(DISPLAY, min_size=1, max_size=3, unique_by=str.strip))
+def test_any_name_gets_a_unique_safe_key_and_keeps_its_text(mods, tasks):
+    from mmn_core.spec import is_key, spec_from_dict
+    from torch import nn
+    spec = spec_from_dict(_named_spec(mods, tasks))
+    for entries, names in ((spec.modalities, mods), (spec.tasks, tasks)):
+        keys = [e.name for e in entries]
+        assert len(set(keys)) == len(keys) and all(is_key(k) for k in keys)
+        assert [e.display for e in entries] == [n if is_key(n) else n.strip() for n in names]
+        nn.ModuleDict({k: nn.Identity() for k in keys})          # torch accepts every key
+    assert spec.mnar_rules[0].modality == spec.modalities[-1].name   # the rule follows its modality's key
+    for m, name in zip(spec.modalities, mods):
+        assert spec.modality(name) is m and spec.modality(m.name) is m
+    for t, name in zip(spec.tasks, tasks):
+        assert spec.task(name) is t
+    assert spec_from_dict(spec.to_json()) == spec                  # checkpoints store the keys: stable
+
+
+@pytest.mark.parametrize("mods,needle", [
+    (["  ", "b"], "a modality name is empty"),
+    (["liver panel", "liver panel"], "modality name used twice: liver panel"),
+    (["a", " a "], "modality name used twice: a"),
+])
+def test_empty_or_repeated_names_are_refused(mods, needle, tmp_path):
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(_named_spec(mods, ["t"])))
+    from mmn_core.spec import load_spec
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "spec.yaml")
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_keys_are_readable_where_they_can_be():
+    from mmn_core.spec import derive_key
+    assert derive_key("liver panel") == "liver_panel"
+    assert derive_key("Week 20 CD4") == "week_20_cd4"
+    assert derive_key("Stage (I–IV)") == "stage_i_iv"
+    assert derive_key("Blutdruck ä") == "blutdruck_a"
+    assert derive_key("labs") == "labs"                              # a key as written stays as it is
+    assert derive_key("liver panel", {"liver_panel"}).startswith("liver_panel_")

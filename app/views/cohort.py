@@ -124,17 +124,16 @@ with tabs[4]:
                     f"**{n} records** of the whole dataset.")
         done = ss.setdefault("_co_faith_done", set())
         if (ref, task) not in done:
-            if not st.button(f"Measure on {n} records (about a minute)", key=S.CO_FAITH_MEASURE, type="primary"):
+            slot = st.empty()
+            if not slot.button(f"Measure on {n} records (about a minute)", key=S.CO_FAITH_MEASURE, type="primary"):
                 st.stop()
+            slot.empty()
             done.add((ref, task))
         fa = R.cohort_faithfulness(ref, task, n)
         rep = fa["report"]
-        c1, c2 = st.columns([1.1, 1], gap="large")
-        with c1:
-            st.plotly_chart(F.faithfulness_curves(fa["curves"], title=f"Removing data, most important first: "
-                                                                       f"{td.display}"),
-                            key="co_faith_chart", config={"displayModeBar": False})
-        with c2:
-            st.dataframe(C.faithfulness_table(rep), hide_index=True, key="co_faith_table")
-            st.caption(C.FAITH_TABLE_HELP)
-        st.caption(C.faithfulness_summary(rep))
+        st.plotly_chart(F.faithfulness_curves(fa["curves"], title=f"Removing data, most important first: "
+                                                                   f"{td.display}"),
+                        key="co_faith_chart", config={"displayModeBar": False})
+        st.markdown(md(C.faithfulness_summary(rep)))
+        st.dataframe(C.faithfulness_table(rep), hide_index=True, key="co_faith_table")
+        st.caption(C.FAITH_TABLE_HELP)

@@ -16,7 +16,7 @@ from app import components as C
 from app import figures as F
 from app import resources as R
 from app import state as S
-from app.common import actual_text, class_names, label_md, md, require_bundle, task_label, value_text
+from app.common import actual_text, label_md, md, require_bundle, task_label, value_text
 from mmn_core.explain import browse as B
 from mmn_core.explain.choosing import CHOICE_LABELS, rank_records
 
@@ -27,7 +27,6 @@ names = spec.modality_names
 colors = F.modality_colors(names)
 tasks = {t.name: t for t in spec.tasks}
 classes = b.trained.prep.classes                                   # the model's class values (for indices)
-plain = {t: class_names(td, classes.get(t)) for t, td in tasks.items()}   # what a reader sees
 table = R.cohort_table(ref)
 CHART_CONFIG = C.CHART_CONFIG
 CHIP_WIDTH = 190                   # px: five chips a row beside the sidebar at 1,500 px
@@ -202,7 +201,7 @@ def record_body() -> None:
 
     with tabs[0]:
         if tabs[0].open is not False:
-            C.why_panel(b, view, focus, measured, use)
+            C.why_panel(b, view, focus, measured, use, order)
 
     with tabs[1]:
         if tabs[1].open:

@@ -12,6 +12,7 @@ import streamlit as st
 from mmn_core import SpecError
 from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
 from mmn_core.train import MITIGATIONS as TRAIN_MITIGATIONS
+from mmn_core.verdicts import mnar_robustness
 
 from app import figures as F
 from app import resources as R
@@ -41,8 +42,10 @@ HELP = {
             "on it.",
     "rates": "How many of the training records with the outcome lose the data (0% = no shortcut to learn). The "
              "reversed test set removes the data from the same share of records *without* the outcome.",
-    "rule": "'Random' follows the paper: data removed at random among records with the outcome. A rule from the "
-            "dataset removes it where a clinical condition does not hold, as a hospital might.",
+    "rule": "'Random' follows the paper: data removed at random among records with the outcome (missing not at "
+            "random: it depends on the outcome). A rule from the dataset removes it where a clinical condition on "
+            "an observed value does not hold, as a hospital might: that is missing *at random* (MAR), because the "
+            "model sees the value the rule reads.",
     "position": "Where the affected data sits in MultiModN's encoding order. Early and late positions can "
                 "behave differently, because later steps can learn to correct earlier ones.",
     "semantics": "Per record: each record skips only its own missing data (correct). The paper's code: a step "
@@ -74,7 +77,7 @@ if ss.get(S.MN_RULE) not in rule_opts:
     ss[S.MN_RULE] = "random"
 rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, persist_state="session", help=HELP["rule"],
                     format_func=lambda r: "Random among records with the outcome (the paper)" if r == "random"
-                    else f"Rule: {rules[r].description or r}")
+                    else f"Rule on an observed value (MAR): {rules[r].description or r}")
 pos_names = {"spec": "As in the dataset", "first": "First", "middle": "Middle", "last": "Last"}
 position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION, persist_state="session",
                         format_func=pos_names.get, help=HELP["position"])
@@ -163,28 +166,18 @@ def summary() -> str:
              + (" — worse than guessing" if b < 0.5 else "") for k, (a, b, _) in drops.items()]
     first = (f"When {mlabel} is missing for {100 * top:.0f}% of the training records with the outcome and the "
              f"pattern is reversed at test time, " + " and ".join(parts) + ".")
-    if len(drops) < 2:
+    verdict = mnar_robustness(result, top)        # the evidence report's verdict function, paired by fold
+    if verdict is None:
         return first
-    (a1, b1, s1), (a2, b2, s2) = drops["multimodn"], drops["pfusion"]
-    d1, d2 = a1 - b1, a2 - b2
-    tol = max(0.01, s1 + s2)
-    if abs(d1 - d2) <= tol:
-        second = ("Here MultiModN is **not** clearly more robust than P-Fusion: both lose about the same "
-                  f"(difference {abs(d1 - d2):.2f}, within the fold-to-fold variation).")
-    elif d1 < d2:
-        second = f"Here MultiModN is more robust: it loses {d2 - d1:.2f} AUROC less than P-Fusion."
-    else:
-        second = (f"Here MultiModN is **not** more robust: it loses {d1 - d2:.2f} AUROC more than P-Fusion, "
-                  "so skipping missing data did not protect it from learning that missingness predicts the "
-                  "outcome.")
-    return f"{first} {second}"
+    return (f"{first} On the reversed test: {verdict.text} "
+            f"(interval over {verdict.n} fold(s), corrected for overlapping training sets).")
 
 
 st.info(f"**What you are seeing.** {summary()}", icon=":material/visibility:")
 st.caption("Solid lines: test set where data is missing in the same way as in training. Dashed: the pattern is "
            "reversed (the data is missing for people *without* the outcome). Dotted: each model trained without "
-           "missingness, scored on the reversed set — the best it could do. Error bars: ± one standard deviation "
-           "over folds.")
+           "added missingness, scored on the reversed set — a reference, not a ceiling: it still learns the "
+           "data's own missingness pattern. Error bars: ± one standard deviation over folds.")
 with st.expander("All numbers"):
     import pandas as pd
     st.dataframe(pd.DataFrame([{"Rate": f"{100 * r['rate']:.0f}%", "Model": R.MODEL_NAMES[r["model"]],

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
 from ..model import probabilities
@@ -15,15 +16,11 @@ BATCH_ROWS = 32768          # rows per forward pass when records are tiled over 
 
 
 # --- shared plumbing ---------------------------------------------------------------------------------------
-@contextmanager
-def _eval(model):
-    """Dropout off while explaining; the caller's train/eval mode is restored afterwards."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
+# The batch driver lives in mmn_core/run.py; these names are kept for the modules (and tests) that use them.
+_eval = run.eval_mode
+_present = run.mask
+_rows = run.inputs        # (data, idx, present) -> (x, present, lengths)
+_chunks = run.batches     # (n, size) -> consecutive index batches
 
 
 _BLAS = []     # one threadpoolctl controller, created on first use (scanning the loaded libraries costs ms)
@@ -61,33 +58,6 @@ def _order(model, order) -> list[str]:
     if len(set(order)) != len(order):
         raise ValueError("order names a modality twice")
     return order
-
-
-def _present(data: TensorData, present) -> dict[str, torch.Tensor]:
-    """The mask used: data.present, with `present` overrides (bool, array or tensor per modality) intersected
-    with it — a mask can hide a modality a record has, never invent one it lacks."""
-    n = len(data)
-    out = dict(data.present)
-    for m, p in (present or {}).items():
-        if m not in data.present:
-            raise ValueError(f"unknown modality '{m}' in present mask (data has: {', '.join(data.present)})")
-        t = torch.as_tensor(np.asarray(p), dtype=torch.bool)
-        if t.dim() == 0:
-            t = t.expand(n)
-        if tuple(t.shape) != (n,):
-            raise ValueError(f"present['{m}'] has shape {tuple(t.shape)}, expected ({n},)")
-        out[m] = data.present[m] & t
-    return out
-
-
-def _rows(data: TensorData, idx: torch.Tensor, present: dict[str, torch.Tensor]):
-    return ({k: v[idx] for k, v in data.x.items()}, {k: v[idx] for k, v in present.items()},
-            {k: v[idx] for k, v in data.lengths.items()})
-
-
-def _chunks(n: int, size: int):
-    for s in range(0, n, max(1, size)):
-        yield torch.arange(s, min(n, s + size))
 
 
 def _tasks(trained: Trained) -> dict:

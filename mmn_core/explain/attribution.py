@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import Dataset, TensorData
-from ._base import METHODS, _eval, _is_sequential, _one_blas_thread, _order, _present, _rows, _task
+from ._base import METHODS, _is_sequential, _one_blas_thread, _order, _present, _task
 from .coalitions import _players
 
 
@@ -95,7 +96,7 @@ def attribute(trained: Trained, data: TensorData, record: int, modality: str, ta
     step %= n_out
     mspec = trained.spec.modality(modality)
     one = torch.tensor([record])
-    x1, p1, l1 = _rows(data, one, pres)
+    x1, p1, l1 = run.inputs(data, one, pres)
     # Only the encoders up to `step` can change the logits there: run that prefix of the order (same forward)
     run_order = order[:step] if _is_sequential(model) else order
     is_present = bool(p1[modality][0])
@@ -113,7 +114,7 @@ def attribute(trained: Trained, data: TensorData, record: int, modality: str, ta
 
     inp = x1[modality].detach().clone().float()
     base = torch.zeros_like(inp)
-    with _eval(model), _one_blas_thread():
+    with run.eval_mode(model), _one_blas_thread():
         with torch.no_grad():
             both = logits(torch.cat([inp, base]))                      # (2, C): the input and the baseline
         cls = 0

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
-from ._base import BATCH_ROWS, _eval, _is_sequential, _order, _present, _rows, _tasks, _values
+from ._base import BATCH_ROWS, _is_sequential, _order, _present, _tasks, _values
 
 
 # --- 2. modality contributions: coalitions over presence masks ----------------------------------------------
@@ -28,11 +29,12 @@ def _coalition_values(trained, data, pres, order, players, rec: np.ndarray, coal
     coal_t = torch.as_tensor(coal, dtype=torch.bool)
     per = max(1, batch_rows // r_count)
     parts: dict[str, list] = {t: [] for t in _tasks(trained)}
-    with _eval(model), torch.no_grad():
-        for s in range(0, len(rec), per):
-            r = torch.as_tensor(rec[s:s + per], dtype=torch.long)
+    rec_t = torch.as_tensor(rec, dtype=torch.long)
+    with run.eval_mode(model), torch.no_grad():
+        for chunk in run.batches(len(rec), per):
+            r = rec_t[chunk]
             tile = r.repeat_interleave(r_count)
-            x, p, lengths = _rows(data, tile, pres)
+            x, p, lengths = run.inputs(data, tile, pres)
             for j, m in enumerate(players):
                 p[m] = p[m] & coal_t[:, j].repeat(len(r))
             out = model(x, p, lengths, order)

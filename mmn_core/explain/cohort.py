@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
 from ..metrics import task_metrics
 from ..model import ModelOutput
 from ._base import _is_sequential, _order, _present, _scalar, _tasks, _values
 from .coalitions import _players, shapley
-from .steps import _run_all
 
 
 # --- 5. cohort views -----------------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ def cohort_importance(trained: Trained, data: TensorData, batch_size: int = 4096
     players = _players(trained, order)
     tasks = _tasks(trained)
     if output is None:
-        output = _run_all(trained, data, pres, order, batch_size, keep_states=False)
+        output = run.forward(model, data, batch_size, pres, order, keep_states=False)
     final_cls = {}
     deltas = {}
     for t, d in tasks.items():
@@ -91,7 +91,7 @@ def pattern_metrics(trained: Trained, data: TensorData, batch_size: int = 4096,
     names = list(trained.model.modality_names)
     pres = {m: data.present[m].cpu().numpy() for m in names}
     if output is None:
-        output = _run_all(trained, data, data.present, None, batch_size, keep_states=False)
+        output = run.forward(trained.model, data, batch_size, keep_states=False)
     labels = {t: data.y[t].cpu().numpy() for t in _tasks(trained)}
     logits = {t: output.logits[t][-1].detach().cpu().numpy() for t in _tasks(trained)}
     mat = np.stack([pres[m] for m in names], axis=1)
@@ -149,7 +149,7 @@ class StateMap:
         if not _is_sequential(trained.model):
             raise ValueError("P-Fusion has no step-by-step state to map")
         order = _order(trained.model, order)
-        out = _run_all(trained, data, _present(data, present), order, batch_size)
+        out = run.forward(trained.model, data, batch_size, _present(data, present), order)
         states = out.states.detach().cpu().numpy()                    # (K+1, N, S)
         flat = states.reshape(-1, states.shape[-1])
         if len(flat) > self.max_points:     # PCA of a seeded subsample: the map is for orientation, not inference

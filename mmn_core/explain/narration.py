@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from functools import partial
 
 import numpy as np
@@ -83,6 +84,7 @@ def trust_sentence(rf, spec) -> str:
     head = rf.sentence.split(" Caution:", 1)[0]
     head = head.replace("the two modalities", "the two kinds of data").replace("the modality", "the kind of data")
     head = head.replace("has no modality", "has no data").replace("has one modality", "has one kind of data")
+    head = re.sub(r"(\d)x as much", r"\1 times as much", head)
     k = min(2, max(len(rf.removed) - 1, 0))
     top = [spec.modality(m).display for m in rf.removed[:k]]
     if top:

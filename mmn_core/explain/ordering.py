@@ -7,11 +7,11 @@ import math
 import numpy as np
 import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
 from ._base import _is_sequential, _present, _scalar, _task, _values
 from .coalitions import _patterns
-from .steps import _run_all
 
 
 # --- 4. order sensitivity ------------------------------------------------------------------------------------
@@ -30,7 +30,8 @@ def order_sensitivity(trained: Trained, data: TensorData, task: str, max_orders:
     base = list(model.modality_names)
     pres = _present(data, present)
     n = len(data)
-    final0 = _values(trained, task, _run_all(trained, data, pres, base, batch_size, False).logits[task][-1])
+    out0 = run.forward(model, data, batch_size, pres, base, keep_states=False)
+    final0 = _values(trained, task, out0.logits[task][-1])
     cls = final0.argmax(-1) if tdef.type == "multiclass" else None
     default = _scalar(final0, cls)
     lo, hi = default.copy(), default.copy()
@@ -54,7 +55,7 @@ def order_sensitivity(trained: Trained, data: TensorData, task: str, max_orders:
             sub_pres = {m: v[torch.as_tensor(rec)] for m, v in pres.items()}
             for perm in perms:
                 orders.append(perm + absent)
-                out = _run_all(trained, sub, sub_pres, orders[-1], batch_size, False)
+                out = run.forward(model, sub, batch_size, sub_pres, orders[-1], keep_states=False)
                 v = _scalar(_values(trained, task, out.logits[task][-1]), None if cls is None else cls[rec])
                 low, high = v < lo[rec], v > hi[rec]
                 lo[rec[low]], lo_i[rec[low]] = v[low], len(orders) - 1

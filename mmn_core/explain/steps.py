@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
 from ..model import ModelOutput
-from ._base import _chunks, _eval, _is_sequential, _labels, _order, _present, _rows, _tasks, _values
+from ._base import _is_sequential, _labels, _order, _present, _tasks, _values
 
 
 # --- 1. trace ----------------------------------------------------------------------------------------------
@@ -34,19 +34,8 @@ class Trace:
 
 
 def _run_all(trained, data, present, order, batch_size: int, keep_states: bool = True) -> ModelOutput:
-    """Batched forward over all records (eval, no grad), concatenated."""
-    model = trained.model
-    outs = []
-    with _eval(model), torch.no_grad():
-        for idx in _chunks(len(data), batch_size):
-            out = model(*_rows(data, idx, present), order)
-            if not keep_states:
-                out.states = None
-            outs.append(out)
-    first = outs[0]
-    states = None if first.states is None else torch.cat([o.states for o in outs], dim=1)
-    return ModelOutput(first.steps, states, {t: torch.cat([o.logits[t] for o in outs], dim=1) for t in first.logits},
-                       torch.cat([o.ran for o in outs], dim=1))
+    """Batched forward over all records (eval, no grad), concatenated: `run.forward` on the trained model."""
+    return run.forward(trained.model, data, batch_size, present, order, keep_states=keep_states)
 
 
 def trace(trained: Trained, data: TensorData, present: dict | None = None, order: list[str] | None = None,
@@ -56,7 +45,7 @@ def trace(trained: Trained, data: TensorData, present: dict | None = None, order
         raise ValueError("no records to trace")
     order = _order(trained.model, order)
     pres = _present(data, present)
-    out = _run_all(trained, data, pres, order, batch_size)
+    out = run.forward(trained.model, data, batch_size, pres, order)
     n, k = len(data), len(out.steps) - 1
     states = (out.states.detach().cpu().numpy() if out.states is not None
               else np.zeros((1, n, 0), dtype=np.float32))
