@@ -696,7 +696,7 @@ def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: in
 # --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so
 # plotly animates between them) ------------------------------------------------------------------------------
 BIG_FONT = dict(family=FONT["family"], size=17)
-TRANSITION = dict(duration=250, easing="cubic-in-out")
+TRANSITION = dict(duration=150, easing="cubic-in-out")
 
 
 def present_step_chart_height(n_steps: int, with_truth: bool) -> int:
@@ -741,7 +741,8 @@ def present_step_chart(step_labels: Sequence[str], steps: Sequence[str], values:
               dict(type="scatter", x=xs, y=rows, mode="markers+text", name="prediction after each step",
                    marker=dict(color=mcol[:upto + 1], symbol=sym[:upto + 1], size=[13] * upto + [22],
                                line=dict(width=2, color=mcol[:upto + 1])),
-                   text=[""] * upto + [f"<b>{_value_text(task_type, values[upto], units)}</b>"],
+                   # regression: the number alone (the unit is in the axis title), so the label fits the plot
+                   text=[""] * upto + [f"<b>{pct(values[upto]) if percent else number(values[upto])}</b>"],
                    textposition="middle right", textfont=dict(size=24, color="#000000"), cliponaxis=False,
                    hoverinfo="text", showlegend=False,
                    hovertext=[f"{esc(step_labels[j])}: {_value_text(task_type, values[j], units)}" for j in rows])]
@@ -761,7 +762,7 @@ def present_step_chart(step_labels: Sequence[str], steps: Sequence[str], values:
     else:
         lo, hi = (min(shown), max(shown)) if shown else (0.0, 1.0)
         pad = 0.1 * (hi - lo) or max(abs(hi) * 0.05, 1.0)
-        xaxis = dict(range=[lo - pad, hi + 2.5 * pad], side="top", automargin=False,
+        xaxis = dict(range=[lo - pad, hi + 3.5 * pad], side="top", automargin=False,
                      title=dict(text=f"Prediction ({esc(units)})" if units else "Prediction"))
     yaxis = dict(tickvals=tickvals, ticktext=ticks, autorange=False, range=[max(tickvals) + 0.6, -0.6],
                  tickfont=dict(size=15), showgrid=True, automargin=True)
@@ -785,7 +786,10 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
     if outcome_type == "regression":
         traces.append(dict(type="scattergl", x=cohort_xy[known, 0], y=cohort_xy[known, 1], mode="markers",
                            marker=dict(size=6, color=vals[known], colorscale=CLASS_SCALE, opacity=0.45,
-                                       colorbar=dict(title=esc(units) or "actual", thickness=10)),
+                                       colorbar=dict(title=dict(text=f"actual ({esc(units)})" if units else "actual",
+                                                                side="top"),
+                                                     orientation="h", thickness=8, len=0.8, y=-0.06,
+                                                     yanchor="top")),
                            hoverinfo="skip", name="other records (actual outcome)"))
     else:
         cls = list(classes or [])
@@ -813,12 +817,14 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
     # little against the spread of a cohort; the cohort stays visible around it for orientation.
     c_lo, c_hi = np.nanmin(cohort_xy, 0), np.nanmax(cohort_xy, 0)
     p_lo, p_hi = np.nanmin(path, 0), np.nanmax(path, 0)
-    half = np.maximum(0.75 * (p_hi - p_lo), 0.2 * (c_hi - c_lo)) + 1e-9
+    half = np.maximum(0.75 * (p_hi - p_lo), 0.2 * (c_hi - c_lo)) + 0.06 * (c_hi - c_lo) + 1e-9
     mid = (p_lo + p_hi) / 2
     lo, hi = mid - half, mid + half
     ax = dict(showticklabels=False, showgrid=False, zeroline=False)
-    xa = dict(ax, range=[lo[0], hi[0]], title="records the model sees as similar lie close")
+    # the colour bar of a regression sits under the map, where the axis title would be
+    xa = dict(ax, range=[lo[0], hi[0]],
+              title=None if outcome_type == "regression" else "records the model sees as similar lie close")
     ya = dict(ax, range=[lo[1], hi[1]], title=None)
-    return _fig(traces, None, height, xa, ya, font=BIG_FONT, transition=TRANSITION,
+    return _fig(traces, None, max(height, 400), xa, ya, font=BIG_FONT, transition=TRANSITION,
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=14)),
-                margin=dict(l=10, r=10, t=40, b=40))
+                margin=dict(l=10, r=10, t=40, b=90 if outcome_type == "regression" else 40))
