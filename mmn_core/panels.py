@@ -177,5 +177,6 @@ def _row(me: AQ.ModalityEstimate, task: str, actual: float = math.nan) -> Measur
 
 
 def explain_faithfulness(trained: Trained, data: TensorData, row: int, tasks, method: str = "shapley") -> dict:
-    """The CLI's `explain --json` "faithfulness" field: {task: Trust.to_json()} (P-Fusion: checked with its own zero-fill ablation)."""
+    """The CLI's `explain --json` "faithfulness" field: {task: Trust.to_json()} (P-Fusion: its own zero-fill
+    ablation)."""
     return {t: record_trust(trained, data, row, t, method=method).to_json() for t in tasks}
