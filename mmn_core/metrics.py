@@ -11,10 +11,6 @@ from .model import ModelOutput, probabilities
 
 CLASSIFICATION = ("auroc", "balanced_accuracy", "accuracy")
 REGRESSION = ("mae", "rmse", "r2")
-HIGHER_IS_BETTER = {"auroc": True, "balanced_accuracy": True, "accuracy": True, "mae": False, "rmse": False,
-                    "r2": True}
-
-
 def classification_metrics(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     """y: (N,) int class codes; prob: (N,) P(positive) for binary or (N, C) for multiclass.
     AUROC is macro one-vs-rest for multiclass; NaN when only one class is present."""
