@@ -693,10 +693,11 @@ def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: in
                 margin=dict(l=70, r=10, t=50, b=50))
 
 
-# --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so
-# plotly animates between them) ------------------------------------------------------------------------------
+# --- Presentation mode: one record, one task, step by step (large type; the same traces on every step) --------
 BIG_FONT = dict(family=FONT["family"], size=17)
-TRANSITION = dict(duration=150, easing="cubic-in-out")
+# No plotly transition: a 150 ms one delayed the redrawn slide past the step budget (benchmarks/present_speed.md);
+# the slide is a stepped fragment whose new point and ring appear at once.
+TRANSITION = dict(duration=0)
 
 
 def present_step_chart_height(n_steps: int, with_truth: bool) -> int:
