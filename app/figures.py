@@ -693,10 +693,11 @@ def faithfulness_curves(curves: dict[str, np.ndarray], *, title: str, height: in
                 margin=dict(l=70, r=10, t=50, b=50))
 
 
-# --- Presentation mode: one record, one task, step by step (large type; the same traces on every step, so
-# plotly animates between them) ------------------------------------------------------------------------------
+# --- Presentation mode: one record, one task, step by step (large type; the same traces on every step) --------
 BIG_FONT = dict(family=FONT["family"], size=17)
-TRANSITION = dict(duration=150, easing="cubic-in-out")
+# No plotly transition: a 150 ms one delayed the redrawn slide past the step budget (benchmarks/present_speed.md);
+# the slide is a stepped fragment whose new point and ring appear at once.
+TRANSITION = dict(duration=0)
 
 
 def present_step_chart_height(n_steps: int, with_truth: bool) -> int:
@@ -768,7 +769,7 @@ def present_step_chart(step_labels: Sequence[str], steps: Sequence[str], values:
                  tickfont=dict(size=15), showgrid=True, automargin=True)
     height = height or present_step_chart_height(k + 1, len(tickvals) > k + 1)
     return _fig(traces, None, height, xaxis, yaxis, font=BIG_FONT, transition=TRANSITION,
-                margin=dict(l=10, r=10, t=60, b=10))
+                margin=dict(l=10, r=45, t=60, b=10))          # r: room for "100%" beside the last dot
 
 
 def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type: str,
@@ -798,7 +799,7 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
         for c in range(n_cls):
             sel = known & (vals == c)
             traces.append(dict(type="scattergl", x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
-                               marker=dict(size=6, color=palette[c], opacity=OUTCOME_OPACITY if n_cls == 2
+                               marker=dict(size=4, color=palette[c], opacity=OUTCOME_OPACITY if n_cls == 2
                                            else 0.45), hoverinfo="skip",
                                name=f"actual: {esc(cls[c] if c < len(cls) else c)}"))
     mcol = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
