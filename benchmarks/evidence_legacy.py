@@ -306,7 +306,8 @@ def section_open(data: dict, lines: list, head: list, results: Path, plot_prefix
 
 
 def section_speed(results: Path, lines: list) -> None:
-    found = sorted(p for p in results.glob("*.json") if not p.name.startswith("evidence_"))
+    found = sorted(p for p in results.glob("*.json")
+                   if not p.name.startswith(("evidence_", "explain_evidence")))   # explain evidence: §6
     lines.append("## 5. Speed (each benchmark's own result file)\n")
     if not found:
         lines.append("No engine or interpretation speed benchmark was stored yet "

@@ -366,6 +366,7 @@ def render(plan, results: Path, expected: list[str]) -> Path:
     section_multitask(legacy, lines, [])
     section_open(legacy, lines, [], results, plan.prefix)
     section_speed(results, lines)
+    section_explanations(lines)
     missing = [j for j in expected if j not in data]
     seeds = {k: sorted(v) for k, v in S.items()}
     loads = [x for d in data.values() for x in (d.get("load_1m") or {}).values()]
@@ -392,6 +393,21 @@ def render(plan, results: Path, expected: list[str]) -> Path:
     out = ROOT / "benchmarks" / ("results/evidence_quick.md" if plan.quick else "RESULTS.md")
     out.write_text("\n".join(intro + lines + _reproduce()) + "\n")
     return out
+
+
+def section_explanations(lines: list[str]) -> None:
+    """§6 from benchmarks/explain_evidence.md (written by benchmarks/explain_evidence.py): faithfulness of every
+    explanation method for both models and the what-to-measure-next validation, on every bundled dataset."""
+    src = ROOT / "benchmarks" / "explain_evidence.md"
+    lines.append("## 6. How far to trust the explanations, and what to measure next (every bundled dataset)\n")
+    if not src.exists():
+        lines.append("Not run yet: `python benchmarks/explain_evidence.py`.\n")
+        return
+    body = src.read_text().split("\n", 1)[1]            # drop its own title
+    body = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", body, flags=re.M)   # one level deeper
+    lines.append("Copied from [explain_evidence.md](explain_evidence.md) (its own command, sample sizes and load "
+                 "are stated there).\n")
+    lines.append(body.strip() + "\n")
 
 
 def _reproduce() -> list[str]:
