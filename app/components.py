@@ -82,8 +82,9 @@ def measure_figure(spec, mn, title: str = ""):
         return None
     td = spec.task(mn.task)
     actual = [r.actual for r in mn.rows] if mn.mode == "hindsight" else None
+    current = [r.current for r in mn.rows] if mn.mode == "hindsight" else mn.rows[0].current
     return F.outcome_spread([r.modality for r in mn.rows], [mod_label(spec, r.modality) for r in mn.rows],
-                            [r.outcomes for r in mn.rows], mn.rows[0].current,
+                            [r.outcomes for r in mn.rows], current,
                             F.modality_colors(spec.modality_names), task_type=td.type, units=td.units,
                             title=title, actual=actual)
 

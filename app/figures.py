@@ -616,12 +616,13 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, font=dict(size=11)))
 
 
-def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequence[np.ndarray], current: float,
+def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequence[np.ndarray], current,
                    colors: dict[str, str], *, task_type: str, units: str = "", title: str = "",
                    threshold: float | None = 0.5, actual: Sequence[float] | None = None) -> go.Figure:
     """What measuring each candidate modality could do to one record's prediction: one row per modality (ranked,
     top first), a box over its K possible outcomes with every outcome as a dot, the current prediction as a
     solid line, the decision threshold (binary) dotted; `actual` (hindsight): the true value as a star.
+    current: the prediction now (one value), or one per row (hindsight: without that modality) drawn as ticks.
     outcomes[i]: (K,) in the estimate's scalar (binary P(positive), multiclass P(current class), units)."""
     if len(outcomes) != len(names) or len(labels) != len(names):
         raise ValueError(f"{len(outcomes)} outcome sets for {len(names)} modalities")
@@ -639,17 +640,28 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
                            name="its real value", marker=dict(symbol="star", size=15, color="black"),
                            hovertext=[f"<b>{y}</b><br>with its real value: {val(a)}" for y, a in zip(ylab, actual)],
                            hoverinfo="text"))
-    cur = float(_shown(task_type, [current])[0])
-    shapes = [dict(type="line", xref="x", yref="paper", x0=cur, x1=cur, y0=0, y1=1,
-                   line=dict(color=LINE_COLOR, width=2))]
-    notes = [dict(x=cur, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
-                  text=f"now {val(current)}", font=dict(size=11))]
+    curs = np.atleast_1d(np.asarray(current, dtype=float))
+    cur = float(_shown(task_type, curs[:1])[0])
+    shapes, notes = [], []
+    if len(curs) > 1 and not np.allclose(curs, curs[0]):
+        # hindsight: each row's "now" is the prediction without that modality, so one line would be wrong for all
+        # rows but one; a tick per row instead
+        traces.append(dict(type="scatter", x=_shown(task_type, curs).tolist(), y=ylab, mode="markers",
+                           name="without it", marker=dict(symbol="line-ns-open", size=22, color=LINE_COLOR,
+                                                          line=dict(width=3, color=LINE_COLOR)),
+                           hovertext=[f"<b>{y}</b><br>without it: {val(c)}" for y, c in zip(ylab, curs)],
+                           hoverinfo="text"))
+    else:
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=cur, x1=cur, y0=0, y1=1,
+                           line=dict(color=LINE_COLOR, width=2)))
+        notes.append(dict(x=cur, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                          text=f"now {val(float(curs[0]))}", font=dict(size=11)))
     if threshold is not None and task_type == "binary":
         shapes.append(dict(type="line", xref="x", yref="paper", x0=100 * threshold, x1=100 * threshold, y0=0, y1=1,
                            line=dict(color=PRIOR_COLOR, width=1, dash="dot")))
     # zoomed on the outcomes (a spread of a few points is the message; 0-100 % would flatten it), the threshold
     # kept in view when it is near them
-    shown = np.concatenate([_shown(task_type, o) for o in outcomes] + [[cur]] +
+    shown = np.concatenate([_shown(task_type, o) for o in outcomes] + [_shown(task_type, curs)] +
                            ([_shown(task_type, actual)] if actual is not None else []))
     shown = shown[np.isfinite(shown)]
     lo, hi = (float(shown.min()), float(shown.max())) if len(shown) else (0.0, 1.0)

@@ -439,6 +439,23 @@ def test_outcome_spread_one_box_per_candidate_with_every_outcome():
         F.outcome_spread(["labs"], [LABELS[2]], outs, 0.45, COLORS, task_type="binary")
 
 
+def test_outcome_spread_hindsight_marks_each_rows_own_without_it_value():
+    """Hindsight: hiding each modality gives its own 'now', so no single 'now' line (it would be wrong for every
+    row but one): one tick per row at that row's value."""
+    outs = [np.array([0.6, 0.7]), np.array([0.85, 0.9])]
+    fig = F.outcome_spread(["labs", "imaging"], [LABELS[2], LABELS[3]], outs, [0.71, 0.88], COLORS,
+                           task_type="binary", actual=[0.87, 0.87])
+    ticks = _by_name(fig, "without it")[0]
+    np.testing.assert_allclose(_arr(ticks.x), [71.0, 88.0])
+    assert list(ticks.y) == [LABELS[2], F.esc(LABELS[3])]
+    assert all(s.x0 != pytest.approx(71.0) for s in fig.layout.shapes)       # no 'now' line
+    assert not any("now" in (a.text or "") for a in fig.layout.annotations)
+    # equal values (missing mode passes one) keep the single line
+    fig = F.outcome_spread(["labs", "imaging"], [LABELS[2], LABELS[3]], outs, [0.71, 0.71], COLORS,
+                           task_type="binary")
+    assert fig.layout.shapes[0].x0 == pytest.approx(71.0) and not _by_name(fig, "without it")
+
+
 def test_outcome_spread_regression_has_no_threshold():
     fig = F.outcome_spread(["labs"], ["Laboratory"], [np.array([10.0, 12.0])], 11.0, COLORS,
                            task_type="regression", units="kg")
