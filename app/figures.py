@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 
 from .escape import plotly as _plotly_text
 from mmn_core.fmt import number, percent as pct, points, signed, with_units  # noqa: F401  (one formatter)
+from mmn_core.kinds import KINDS, MODEL_NAMES
 
 # Okabe–Ito's hues at lightnesses that reach WCAG AA's 3:1 for graphics on white (its orange, sky blue and yellow
 # were 2.3, 2.3 and 1.3:1): orange → ochre, sky blue → steel blue, blue → navy (to stay apart from steel blue),
@@ -28,7 +29,6 @@ PRIOR_COLOR = "#7F7F7F"
 NONE_COLOR = "#B0B0B0"                           # a step without data (not measured)
 LINE_COLOR = "#404040"
 MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
-MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
 # cohort map, binary: negative mid grey, positive black, drawn at OUTCOME_OPACITY: as blended on white, each
 # is ≥ 3:1 against the background and against the other (the old pair, #C8C8C8 / #404040 at 0.55, looked alike)
 OUTCOME_COLORS = ["#767676", "#000000"]
@@ -549,7 +549,7 @@ def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
     their fixed colours; ± one standard deviation over folds as error bars; the no-shortcut ceiling dotted."""
     fig = go.Figure()
     rows = result["results"]
-    for kind in ("multimodn", "pfusion"):
+    for kind in KINDS:
         for test, dash in (("clean", "solid"), ("reversed", "dash")):
             sel = sorted((r for r in rows if r["model"] == kind and r["test"] == test), key=lambda r: r["rate"])
             if not sel:

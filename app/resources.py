@@ -25,6 +25,7 @@ from mmn_core import CheckpointError, SpecError, load as load_checkpoint_dir, lo
 from mmn_core.checkpoint import Trained
 from mmn_core.data import DATA_DIR, Dataset, TensorData, load_data
 from mmn_core.datasets import bundled_names
+from mmn_core.kinds import KINDS, MODEL_NAMES  # noqa: F401  (pages read them from here)
 from mmn_core.threads import use_threads
 
 from . import uploads as U
@@ -38,8 +39,6 @@ CHECKPOINT_DIR = Path(os.environ.get("MMN_LENS_CHECKPOINTS", str(DATA_DIR / "che
 DEFAULT_DATASET = os.environ.get("MMN_LENS_DATASET", "support2")
 # Development only: train a small model on the fly when a shipped checkpoint is missing.
 DEV_TRAIN = os.environ.get("MMN_LENS_DEV_TRAIN") == "1"
-KINDS = ("multimodn", "pfusion")
-MODEL_NAMES = {"multimodn": "MultiModN", "pfusion": "P-Fusion"}
 
 
 class Ref(NamedTuple):

@@ -41,7 +41,7 @@ MAX_CONFIG_BYTES = 64 * 2**20       # config.json: spec + statistics + history; 
 MAX_WEIGHTS_BYTES = 2 * 2**30       # a MultiModN of this tool's sizes is a few MB
 MAX_SIZE = 4096                     # state / hidden width accepted from a config
 MAX_ENTRIES = 1000                  # modalities or tasks accepted from a config
-MODEL_KINDS = {"multimodn": MultiModN, "pfusion": PFusion}
+MODEL_KINDS = {"multimodn": MultiModN, "pfusion": PFusion}     # the keys of kinds.KINDS
 
 
 class CheckpointError(ValueError):

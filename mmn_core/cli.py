@@ -11,6 +11,7 @@ import math
 import sys
 from pathlib import Path
 
+from .kinds import KINDS
 from .cli_support import (
     EXIT_BAD_INPUT, BadInput, _Parser, _emit, _progress_bar, _dataset, _add_source, MAX_SEED, MAX_EPOCHS, MAX_FOLDS,
     MAX_RECORDS, MAX_K, _int_in, _rates, _train_config, _one_line, _table, _shown, _metrics_text,
@@ -314,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("describe", cmd_describe, "Summarize a dataset: modalities, present fractions, tasks.")
     t = command("train", cmd_train, "Train a model and save a checkpoint.")
-    t.add_argument("--model", choices=["multimodn", "pfusion"], default="multimodn")
+    t.add_argument("--model", choices=list(KINDS), default="multimodn")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
     t.add_argument("--stream", action="store_true",
                    help="stream a Parquet --data in row-group chunks (cohorts larger than memory)")

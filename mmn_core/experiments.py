@@ -10,6 +10,7 @@ from sklearn.model_selection import train_test_split
 
 from .checkpoint import build_model
 from .data import Dataset, Preprocessor, _strata, kfold, split
+from .kinds import KINDS
 from .metrics import final_metrics, task_metrics
 from .missingness import (apply_rule, inject_latent, inject_mnar, presence_by_class, random_removal, removed_rows,
                           reverse_mnar)
@@ -38,7 +39,7 @@ def fold_rows(ds: Dataset, folds: int, seed: int):
         yield np.sort(tr), np.sort(va), np.sort(test)
 
 
-def cross_validate(ds: Dataset, kinds=("multimodn", "pfusion"), folds: int = 5, config: TrainConfig = TrainConfig(),
+def cross_validate(ds: Dataset, kinds=KINDS, folds: int = 5, config: TrainConfig = TrainConfig(),
                    model_config=None, progress: Progress | None = None) -> dict:
     """k-fold CV of each model kind on identical folds; final-step test metrics per fold, then mean and sd.
 
@@ -161,7 +162,7 @@ def _without(spec, modality: str):
 
 def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0.8), folds: int = 3,
              epochs: int = 30, seed: int = 0, position: str = "spec", mitigation: str = "none",
-             semantics: str = "per-record", rule=None, models=("multimodn", "pfusion"),
+             semantics: str = "per-record", rule=None, models=KINDS,
              progress: Progress | None = None, should_stop=None, dropout_rate: float = 0.3,
              model_config=None, train_config: TrainConfig | None = None, val_balance: bool | None = None,
              all_tasks: bool = False, latent=None, references=False) -> dict:
@@ -212,8 +213,8 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     if folds < 1:
         raise ValueError(f"folds must be at least 1, got {folds}")
     for kind in models:
-        if kind not in ("multimodn", "pfusion"):
-            raise ValueError(f"unknown model '{kind}' (choose: multimodn, pfusion)")
+        if kind not in KINDS:
+            raise ValueError(f"unknown model '{kind}' (choose: {', '.join(KINDS)})")
     rule = _resolve_rule(ds, rule, modality)
     if latent is not None:
         if rule is not None:

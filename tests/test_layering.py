@@ -101,3 +101,18 @@ def test_torch_threads_are_set_in_one_place(monkeypatch):
         assert use_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_one_vocabulary_of_model_kinds():
+    """kinds.KINDS is the one list of model kinds: the checkpoint registry, the CLI's --model choices and the
+    app's labels all follow it."""
+    from app import figures as F
+    from app import resources as R
+    from mmn_core.checkpoint import MODEL_KINDS
+    from mmn_core.cli import build_parser
+    from mmn_core.kinds import KINDS, MODEL_NAMES
+    assert tuple(MODEL_KINDS) == KINDS == tuple(MODEL_NAMES)
+    assert R.KINDS is KINDS and R.MODEL_NAMES is MODEL_NAMES and F.MODEL_NAMES is MODEL_NAMES
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "model")
+    assert tuple(train.choices) == KINDS
