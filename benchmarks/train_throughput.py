@@ -328,8 +328,8 @@ def _verdict(ba: dict) -> str:
             f"{'met' if best >= 150_000 else '**not met**'}); median after / before "
             + ", ".join(f"{k} {r:.2f}×" for k, r in ratios.items())
             + f" (≥ 2×: {'met' if min(ratios.values()) >= 2 else '**not met**'}); largest test AUROC difference "
-            f"{dauc:.4f} (within 0.005: {'met' if dauc <= 0.005 else '**not met**'}). Round-to-round ratios swing "
-            "widely on a machine this loaded; the changes above remove work but do not change the arithmetic, "
+            f"{dauc:.4f} (within 0.005: {'met' if dauc <= 0.005 else '**not met**'}). The changes above remove "
+            "work but do not change the arithmetic, "
             "which dominates a step (a torch profile at batch 1024 puts about half of a step in the task decoders, "
             "which run on all K+1 states of every record).")
 
