@@ -34,7 +34,8 @@ from .data import (HUGE, MAX_CATEGORIES, MAX_SEQ_LEN, MIN_SPLIT_ROWS, Dataset, P
                    _labels, category_text, class_values, is_categorical)
 from .model import ModelConfig, ModelOutput
 from .spec import DatasetSpec, SpecError, load_spec
-from .train import History, Progress, TrainConfig, epoch_presence, evaluate_loss, predict, train_epoch
+from .train import (BestWeights, History, Progress, TrainConfig, epoch_presence, evaluate_loss, optimizer, predict,
+                    train_epoch)
 
 CHUNK_ROWS = 50_000      # records per chunk: ~10 MB of model input for 6 modalities; a GRU step adds T x F
 
@@ -237,10 +238,10 @@ def fit_stream(model, source: ParquetSource, prep: Preprocessor, train_groups, v
     """Train in place over streamed chunks; keep the weights of the best validation epoch (as `train.fit`)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = optimizer(model, config)
     shuffle = config.shuffle and config.semantics != "paper"
     history: History = []
-    best, best_state, bad = math.inf, None, 0
+    best = BestWeights(history, progress, config.epochs)
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -257,19 +258,9 @@ def fit_stream(model, source: ParquetSource, prep: Preprocessor, train_groups, v
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
         if not cancelled:
             row["val_loss"] = stream_loss(model, source, prep, val_groups, chunk_rows, config.semantics)
-        history.append(row)
-        if progress is not None:
-            progress({**row, "epochs": config.epochs})
-        score = row.get("val_loss", row["train_loss"])
-        if score < best - 1e-5:
-            best, bad = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-        if cancelled or bad >= config.patience:
+        if best.epoch(model, row) >= config.patience or cancelled:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore(model)
     model.eval()
     return history
 

@@ -186,6 +186,32 @@ def _shared_val_loss(model, val: TensorData, semantics: Semantics, comm) -> floa
     return comm.mean(loss * len(rows), len(rows))
 
 
+class BestWeights:
+    """Early stopping's bookkeeping, shared by `fit` and `stream.fit_stream`: log an epoch's row, keep the weights
+    of the best score so far (tensor clones, not a deepcopy) and count epochs without improvement."""
+
+    def __init__(self, history: History, progress: Progress | None, epochs: int):
+        self.history, self.progress, self.epochs = history, progress, epochs
+        self.score, self.state, self.bad = math.inf, None, 0
+
+    def epoch(self, model, row: dict) -> int:
+        """Record `row` (validation loss if it has one, else training loss); returns epochs without improvement."""
+        self.history.append(row)
+        if self.progress is not None:
+            self.progress({**row, "epochs": self.epochs})
+        score = row.get("val_loss", row["train_loss"])
+        if score < self.score - 1e-5:
+            self.score, self.bad = score, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad += 1
+        return self.bad
+
+    def restore(self, model) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)
+
+
 def fit(model, train: TensorData, val: TensorData | None = None, config: TrainConfig = TrainConfig(),
         progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
         device: str | torch.device | None = None, comm=None) -> History:
@@ -205,7 +231,7 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
     net = comm.wrap(model) if comm is not None else model
     opt = optimizer(model, config)
     history: History = []
-    best, best_state, bad = math.inf, None, 0
+    best = BestWeights(history, progress, config.epochs)
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
         present = epoch_presence(train_d, config, gen)
@@ -219,19 +245,10 @@ def fit(model, train: TensorData, val: TensorData | None = None, config: TrainCo
         if val_d is not None:
             row["val_loss"] = (evaluate_loss(model, val_d, semantics=config.semantics) if comm is None
                                else _shared_val_loss(model, val_d, config.semantics, comm))
-        history.append(row)
-        if progress is not None:
-            progress({**row, "epochs": config.epochs})
-        score = row.get("val_loss", row["train_loss"])
-        if score < best - 1e-5:
-            best, bad = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}   # not a deepcopy
-        else:
-            bad += 1
+        bad = best.epoch(model, row)
         if cancelled or (val_d is not None and bad >= config.patience):
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore(model)
     model.eval()
     return history
 
