@@ -372,9 +372,17 @@ def reliability(ref: Ref, task: str):
 
 def how_sure(ref: Ref, task: str, value, classes: dict) -> str:
     """The plain sentence beside a headline value ("Of 217 held-out records given 80–90%, 79% actually had …")."""
-    from mmn_core.calibration import how_sure as _how_sure
+    from mmn_core.calibration import how_sure_for
     td = get_bundle(ref).spec.task(task)
-    v = np.asarray(value, dtype=float)
-    cl = td.class_display(classes[task][int(v.argmax())]) if td.type == "multiclass" else ""
-    what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
-    return _how_sure(reliability(ref, task), v, what, td.units, cl).sentence
+    return how_sure_for(reliability(ref, task), td, value, classes.get(task)).sentence
+
+
+@st.cache_data(show_spinner="Preparing the story…", max_entries=64)
+def record_story(ref: Ref, record: str, task: str):
+    """mmn_core.explain.story.Story of one record (all its measured data, the dataset's order) for one task."""
+    from mmn_core.explain.story import record_story as _record_story
+    b = get_bundle(ref)
+    row, names = b.pos[record], tuple(b.spec.modality_names)
+    view = record_view(ref, record, tuple(m for m in names if bool(b.data.present[m][row])), names)
+    return _record_story(b.trained, b.data, row, task, view, record, path_xy=state_map(ref).transform(view.states),
+                         donors=donors(ref), reliability=reliability(ref, task))

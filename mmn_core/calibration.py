@@ -139,3 +139,13 @@ def how_sure(rel: Reliability, value, outcome_label: str, units: str = "", class
     if n < FEW:
         sentence += " Only a few records: a rough guide."
     return HowSure(v, lo, hi, n, obs, sentence)
+
+
+def how_sure_for(rel: Reliability, task_spec, value, classes=None) -> HowSure:
+    """`how_sure` with the outcome named as inside a sentence (lower-cased unless it starts with an acronym) and,
+    for multiclass, the predicted class of `value` (C,) named from `classes` (the task's class values)."""
+    v = np.asarray(value, dtype=float)
+    cl = task_spec.class_display(classes[int(v.argmax())]) if task_spec.type == "multiclass" else ""
+    d = task_spec.display
+    what = d.lower() if d[:1].isupper() and not d[:2].isupper() else d
+    return how_sure(rel, v, what, task_spec.units, cl)

@@ -162,3 +162,25 @@ def test_story_of_a_shipped_record_matches_the_trace_and_the_estimates(shipped):
     est = [m.expected_change for m in st.summary.missing if np.isfinite(m.expected_change)]
     assert est == sorted(est, reverse=True)                       # largest expected change first
     assert st.to_json()["values"] == [float(x) for x in st.values]
+
+
+def test_record_story_assembles_the_engines_own_checks(shipped):
+    """record_story = build_story with record_faithfulness, acquire.estimate and how_sure_for of that record."""
+    from mmn_core import explain as E
+    from mmn_core.acquire import Donors, estimate, training_pool
+    from mmn_core.calibration import held_out_reliability, how_sure_for
+    from mmn_core.explain.story import record_story
+    from mmn_core.faithfulness import record_faithfulness
+    trained, ds, data = shipped
+    names = trained.spec.modality_names
+    test = set(trained.info["test_ids"])
+    row = next(i for i, r in enumerate(data.ids) if r in test and not all(bool(data.present[m][i]) for m in names))
+    v = E.record_view(trained, data.subset([row]))
+    donors, rel = Donors(trained, data, training_pool(trained, ds)), held_out_reliability(trained, ds, "death")
+    got = record_story(trained, data, row, "death", v, data.ids[row], donors=donors, reliability=rel)
+    want = build_story(v, trained.spec, "death", data.ids[row],
+                       faithfulness=record_faithfulness(trained, data, row, "death"),
+                       acquisition=estimate(trained, data, row, donors),
+                       how_sure=how_sure_for(rel, trained.spec.task("death"), v.value["death"][-1]))
+    assert got.to_json() == want.to_json()
+    assert got.summary.how_sure and "held-out" in got.summary.how_sure.lower()

@@ -4,7 +4,8 @@ For a presenter in front of an audience: one record, one outcome, large type. Th
 "previous step / next step / play"; each step adds one kind of data, moves the prediction on the step chart and
 the record's state on the cohort map, and says what happened in one sentence. The last slide sums up what
 mattered, how far to trust that, what is missing and what the headline has meant on held-out records.
-Everything shown comes from `mmn_core.explain.story.build_story` (a typed Story); this page only renders it.
+Everything shown comes from `mmn_core.explain.story.record_story` (a typed Story, cached by
+`resources.record_story`); this page only renders it.
 The record and the outcome are chosen in the sidebar and travel in the link (?record=…&task=…).
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from app import state as S
 from app.common import actual_text, class_names, md, require_bundle, task_label, value_text
 from mmn_core.explain import browse as B
 from mmn_core.explain.choosing import CHOICE_LABELS, rank_records
-from mmn_core.explain.story import NOT_MEASURED, RAN, Story, build_story
+from mmn_core.explain.story import NOT_MEASURED, RAN, Story
 
 PLAY_EVERY = 2.0            # seconds per step while playing: time to read one sentence aloud
 CHART_CONFIG = {"displayModeBar": False, "staticPlot": False}
@@ -37,31 +38,11 @@ table = R.cohort_table(ref)
 
 
 # --- cached engine results (plain values in; typed results out) ----------------------------------------------
-@st.cache_data(show_spinner="Preparing the story…", max_entries=64)
-def _story(ref: R.Ref, rid: str, task: str) -> Story:
-    from mmn_core.acquire import estimate
-    from mmn_core.calibration import how_sure
-    from mmn_core.faithfulness import record_faithfulness
-    bb = R.get_bundle(ref)
-    row = bb.pos[rid]
-    use = tuple(m for m in names if bool(bb.data.present[m][row]))
-    view = R.record_view(ref, rid, use, tuple(names))
-    path = R.state_map(ref).transform(view.states)
-    faith = record_faithfulness(bb.trained, bb.data, row, task)
-    acq = estimate(bb.trained, bb.data, row, R.donors(ref)) if len(use) < len(names) else None
-    td = tasks[task]
-    final = np.asarray(view.value[task][-1])
-    cl = td.class_display(classes[task][int(final.argmax())]) if td.type == "multiclass" else ""
-    what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
-    sure = how_sure(R.reliability(ref, task), final, what, td.units, cl)
-    return build_story(view, spec, task, rid, path_xy=path, faithfulness=faith, acquisition=acq, how_sure=sure)
-
-
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _figures(ref: R.Ref, rid: str, task: str) -> list:
     """(step chart, map) of every slide of a story, built once: a step then only sends two figures (building
     them, with plotly's validation, was most of a step's server time). Never mutated after this."""
-    st_ = _story(ref, rid, task)
+    st_ = R.record_story(ref, rid, task)
     td_ = tasks[task]
     has_truth = st_.task_type != "multiclass" and bool(np.isfinite(st_.truth))
     if st_.path_xy is not None:
@@ -119,7 +100,7 @@ with st.sidebar:
                        on_change=lambda: ss.update({S.PR_STEP: 0, S.PR_PLAYING: False}),
                        help="Each entry: record id · the model's final prediction · what actually happened.")
 
-story = _story(ref, rid, task)
+story = R.record_story(ref, rid, task)
 last = len(story.slides)                      # slides 0..K are steps; `last` is the summary
 if ss.get("_pr_shown") != (ref, rid, task):
     ss[S.PR_STEP], ss[S.PR_PLAYING], ss["_pr_shown"] = 0, False, (ref, rid, task)

@@ -275,3 +275,21 @@ def build_story(view: RecordView, spec, task: str, record: str = "", class_index
                       None if how_sure is None else how_sure.sentence)
     return Story(record, task, tspec.display, kind, cls, class_label, units, steps, step_labels, raw.copy(), status,
                  truth, truth_text, None if path_xy is None else np.asarray(path_xy, dtype=float), slides, summary)
+
+
+def record_story(trained, data, row: int, task: str, view: RecordView, record: str = "", path_xy=None,
+                 donors=None, reliability=None) -> Story:
+    """`build_story` with the engine's figures for record `row` of `data` (the whole TensorData): its
+    faithfulness check, what measuring its missing modalities could change (`donors`: acquire.Donors; none
+    when everything is measured) and what its final value meant on held-out records (`reliability`)."""
+    from ..acquire import estimate
+    from ..calibration import how_sure_for
+    from ..faithfulness import record_faithfulness
+    names = trained.model.modality_names
+    faith = record_faithfulness(trained, data, row, task)
+    lacks = any(not bool(data.present[m][row]) for m in names)
+    acq = estimate(trained, data, row, donors) if donors is not None and lacks else None
+    sure = None if reliability is None else how_sure_for(reliability, trained.spec.task(task), view.value[task][-1],
+                                                         trained.prep.classes.get(task))
+    return build_story(view, trained.spec, task, record, path_xy=path_xy, faithfulness=faith, acquisition=acq,
+                       how_sure=sure)
