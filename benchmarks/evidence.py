@@ -34,6 +34,7 @@ from tqdm import tqdm  # noqa: E402
 from mmn_core import ModelConfig, TrainConfig, load_dataset  # noqa: E402
 from mmn_core.fmt import json_safe  # noqa: E402
 from mmn_core.experiments import cross_validate, fold_rows, run_mnar  # noqa: E402
+from mmn_core.sweep import default_workers  # noqa: E402
 from mmn_core.metrics import final_metrics  # noqa: E402
 from mmn_core.train import predict, train_model  # noqa: E402
 
@@ -49,9 +50,10 @@ MITIGATIONS = ("presence-balance", "presence-balance-all", "modality-dropout", "
 class Plan:
     """Sizes of the run: the full evidence or a quick smoke run; `seeds` for the seeded experiments."""
 
-    def __init__(self, quick: bool, seeds: int = 1, legacy: bool = False):
+    def __init__(self, quick: bool, seeds: int = 1, legacy: bool = False, workers: int = 1):
         self.quick, self.legacy = quick, legacy
-        self.args = (quick, seeds, legacy)
+        self.args = (quick, seeds, legacy, workers)
+        self.workers = workers                          # trainings of one experiment run together (sweep.py)
         self.seeds = tuple(range(max(1, seeds)))
         self.prefix = "evidence_quick_" if quick else "evidence_"
         self.epochs = 8 if quick else 30
@@ -96,7 +98,8 @@ def one_task(ds, task: str):
 # --- experiments: each returns a JSON-able dict -----------------------------------------------------------
 def exp_parity(plan: Plan, name: str, tick, seed: int = 0) -> dict:
     ds = dataset(name)
-    res = cross_validate(ds, KINDS, plan.cv_folds, plan.train_config(seed), progress=lambda p: tick(1))
+    res = cross_validate(ds, KINDS, plan.cv_folds, plan.train_config(seed), progress=lambda p: tick(1),
+                         workers=plan.workers)
     paired = {}
     for t in ds.spec.tasks:
         a, b = (res["per_fold"][k] for k in KINDS)
@@ -143,7 +146,7 @@ def exp_mnar(plan: Plan, name: str, setting: dict, tick) -> dict:
             last[0] = p["done"]
 
     res = run_mnar(ds, modality, task, rates=rates, folds=plan.mnar_folds, epochs=plan.epochs, seed=0,
-                   progress=progress, **kw)
+                   progress=progress, workers=plan.workers, **kw)
     res["config"]["setting"] = {k: (v if isinstance(v, (str, int, float, bool, tuple, list)) else str(v))
                                 for k, v in setting.items()}
     return res
@@ -185,7 +188,8 @@ def exp_mnar_seeded(plan: Plan, name: str, sid: str, seed: int, tick) -> dict:
             last[0] = p["done"]
 
     res = run_mnar(ds, modality, task, rates=plan.seeded_rates if sid != "rule" else (0.0, 1.0),
-                   folds=plan.seeded_mnar_folds, epochs=plan.epochs, seed=seed, progress=progress, **kw)
+                   folds=plan.seeded_mnar_folds, epochs=plan.epochs, seed=seed, progress=progress,
+                   workers=plan.workers, **kw)
     res["config"]["setting"] = sid
     return res
 
@@ -491,13 +495,16 @@ def main(argv=None) -> int:
     p.add_argument("--render", action="store_true", help="only render the markdown from stored JSON")
     p.add_argument("--jobs", type=int, default=1, help="experiments run in parallel processes (one thread each)")
     p.add_argument("--seeds", type=int, default=1, help="seeded experiments for seeds 0..N-1 (default 1)")
+    p.add_argument("--workers", type=int, help="trainings of one experiment run together in this many worker "
+                   "processes (default: one per core with --jobs 1, else 1); the results are the same")
     p.add_argument("--legacy", action="store_true", help="also the single-seed experiments of the first run")
     p.add_argument("--no-render", action="store_true", help="store the JSON only (render later with --render)")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
     torch.set_num_threads(1)
-    plan = Plan(args.quick, args.seeds, args.legacy)
+    workers = args.workers or (default_workers(10**6) if args.jobs == 1 else 1)
+    plan = Plan(args.quick, args.seeds, args.legacy, workers)
     if not args.render:
         run(plan, args.force, args.only.split(",") if args.only else None, args.jobs)
     if args.no_render:

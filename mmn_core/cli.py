@@ -120,6 +120,15 @@ def cmd_evaluate(args):
     _emit(args, payload, f"{len(data)} records ({payload['split']})\n\n{_metrics_text(matrix, trained.spec)}")
 
 
+WORKERS_HELP = ("trainings run together in this many worker processes (default: one per core; 1 = one by one, "
+                "with progress per epoch); the results are the same")
+
+
+def _workers(args, trainings: int) -> int:
+    from .sweep import default_workers
+    return args.workers or default_workers(trainings)
+
+
 def cmd_compare(args):
     from .experiments import cross_validate
     ds = _dataset(args)
@@ -129,7 +138,8 @@ def cmd_compare(args):
     check_folds(ds, args.folds)    # too few records, or of a class, for the folds: one line before any work
     config = _train_config(args)
     bar = _progress_bar(args.folds * 2, "cross-validating")
-    result = cross_validate(ds, folds=args.folds, config=config, progress=lambda row: bar.update(1))
+    result = cross_validate(ds, folds=args.folds, config=config, progress=lambda row: bar.update(1),
+                            workers=_workers(args, args.folds * 2))
     bar.close()
     rows = []
     for task, entry in result["tasks"].items():
@@ -285,7 +295,7 @@ def cmd_mnar(args):
         result = run_mnar(ds, args.modality, args.task, rates=rates, folds=args.folds, epochs=args.epochs,
                           seed=args.seed, position=args.position, mitigation=args.mitigation,
                           semantics=args.semantics, rule=rule, latent=latent, references=args.references,
-                          progress=progress)
+                          progress=progress, workers=_workers(args, len(rates) * args.folds * 2))
     except SpecError:
         raise
     except (ValueError, IndexError, ZeroDivisionError) as err:   # what the checks above cannot foresee
@@ -326,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
             checkpoint=True)
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")
     c.add_argument("--folds", type=_int_in(2, MAX_FOLDS), default=5)
+    c.add_argument("--workers", type=_int_in(1, 256), help=WORKERS_HELP)
     e = command("explain", cmd_explain, "Explain one record: per-step predictions, Shapley, attributions.",
                 source=False, checkpoint=True)
     e.add_argument("--record", required=True, help="record id")
@@ -355,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mitigation", default="none",
                    choices=["none", "presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order"])
     m.add_argument("--semantics", choices=["per-record", "paper"], default="per-record")
+    m.add_argument("--workers", type=_int_in(1, 256), help=WORKERS_HELP)
     m.add_argument("--rule", action="store_true",
                    help="rule-based missingness from the spec's mnar_rules (MAR: the rule reads an observed column)")
     m.add_argument("--latent", action="store_true",

@@ -17,6 +17,7 @@ from .missingness import (apply_rule, inject_latent, inject_mnar, presence_by_cl
 from .model import ModelConfig
 from .spec import MnarRule
 from .stats import brier, expected_calibration_error
+from .sweep import Job, train_many, train_models
 from .train import MITIGATIONS as TRAIN_MITIGATIONS
 from .train import PAPER_BATCH, Progress, TrainConfig, balance_presence, fit, mitigation_options, predict, train_model
 
@@ -40,18 +41,28 @@ def fold_rows(ds: Dataset, folds: int, seed: int):
 
 
 def cross_validate(ds: Dataset, kinds=KINDS, folds: int = 5, config: TrainConfig = TrainConfig(),
-                   model_config=None, progress: Progress | None = None) -> dict:
+                   model_config=None, progress: Progress | None = None, workers: int | None = None) -> dict:
     """k-fold CV of each model kind on identical folds; final-step test metrics per fold, then mean and sd.
 
-    Returns {"folds": k, "tasks": {task: {"type": ..., kind: {metric: mean, metric_std: sd}, ...}},
-             "per_fold": {kind: [{task: {metric: value}}]}}."""
+    `workers` > 1 trains the folds together in that many worker processes (`sweep.train_models`; the same
+    metrics, bit for bit). Returns {"folds": k, "tasks": {task: {"type": ..., kind: {metric: mean,
+    metric_std: sd}, ...}}, "per_fold": {kind: [{task: {metric: value}}]}}."""
     per_fold: dict[str, list] = {k: [] for k in kinds}
-    for i, rows in enumerate(fold_rows(ds, folds, config.seed)):
-        for kind in kinds:
-            trained = train_model(ds, kind, model_config, config, rows=rows)
-            per_fold[kind].append(final_metrics(trained.metrics))
+    runs = [(i, kind, rows) for i, rows in enumerate(fold_rows(ds, folds, config.seed)) for kind in kinds]
+    if workers is not None and workers > 1:
+        def done(event):
+            if progress is not None:
+                i, kind, _ = runs[event["job"]]
+                progress({"fold": i + 1, "folds": folds, "model": kind})
+        models = train_models(ds, [(kind, rows) for _, kind, rows in runs], model_config, config, workers, done)
+    else:
+        models = []
+        for i, kind, rows in runs:
+            models.append(train_model(ds, kind, model_config, config, rows=rows))
             if progress is not None:
                 progress({"fold": i + 1, "folds": folds, "model": kind})
+    for (_, kind, _), trained in zip(runs, models):
+        per_fold[kind].append(final_metrics(trained.metrics))
     tasks = {}
     for t in ds.spec.tasks:
         entry = {"type": t.type}
@@ -165,7 +176,7 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
              semantics: str = "per-record", rule=None, models=KINDS,
              progress: Progress | None = None, should_stop=None, dropout_rate: float = 0.3,
              model_config=None, train_config: TrainConfig | None = None, val_balance: bool | None = None,
-             all_tasks: bool = False, latent=None, references=False) -> dict:
+             all_tasks: bool = False, latent=None, references=False, workers: int | None = None) -> dict:
     """The MNAR robustness experiment: train with modality M removed from a fraction p of the label-1 records
     of binary task T (train + validation splits), test on a clean split and on a reversed one (p of the
     label-0 test records lose M), for every rate, model and fold.
@@ -193,6 +204,9 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
     - `progress(dict)` gets a structured event after every epoch ("phase": "epoch") and training ("trained"):
       "done", "total" (trainings), "fold", "folds", "rate", "model", "epoch" and a readable "message"; `should_stop()`
       cancels between batches and returns what finished (config["cancelled"] = True).
+    - `workers` > 1: the trainings run together in that many worker processes (`sweep.train_many`; same
+      results, bit for bit); progress then comes once per training, and `should_stop` is checked between
+      trainings (the running ones finish).
 
     Returns {"rates", "results": [{"rate", "model", "test", "auroc", "auroc_std", ..., "n_folds"}] (test:
     clean, reversed, random, reversed-trained, without-m), "ceiling": {model: [{"rate", "auroc", ...}]} (the
@@ -251,16 +265,8 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
         fn = reverse_mnar if reverse else inject_mnar
         return fn(work, modality, task, r, rows=rows, seed=fold_seed, file_order=file_order)
 
-    def train_cell(f, r, kind, data_ds, tr, va, fold_seed, spec=None):
-        """Fit one model on one fold of `data_ds` (already injected); returns (model, prep, semantics)."""
-        message = f"fold {f + 1}/{len(splits)} · p = {r:.2f} · {kind}"
-        where = {"fold": f + 1, "folds": len(splits), "rate": r, "model": kind}
-
-        def epoch_progress(row):
-            if progress is not None:
-                progress({"phase": "epoch", "done": state["done"], "total": total, "epoch": row["epoch"],
-                          **where, "message": f"{message} · epoch {row['epoch']}"})
-
+    def cell(f, r, kind, data_ds, tr, va, fold_seed, spec=None) -> dict:
+        """One training on one fold of `data_ds` (already injected), prepared but not yet trained."""
         cell_ds = data_ds if spec is None else replace(data_ds, spec=spec)
         prep = Preprocessor.fit(cell_ds.subset(tr))
         torch.manual_seed(seed)
@@ -278,20 +284,18 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
             # the official baseline (HAIM MLP) zero-fills each record's missing values: batch-wide
             # skipping is MultiModN's code path only; batches stay 16 and unshuffled
             cfg, sem = replace(cfg, semantics="per-record", batch_size=PAPER_BATCH, shuffle=False), "per-record"
-        history = fit(model, train_d, val_d, cfg, epoch_progress, should_stop)
-        epochs_run.append(len(history))
-        if should_stop is not None and should_stop():
-            state["cancelled"] = True
-        state["done"] += 1
-        if progress is not None:
-            progress({"phase": "trained", "done": state["done"], "total": total, **where,
-                      "message": message + " · done"})
-        return model, prep, sem
+        return {"job": Job(model, train_d, val_d, cfg), "prep": prep, "sem": sem, "scores": [],
+                "where": {"fold": f + 1, "folds": len(splits), "rate": r, "model": kind},
+                "message": f"fold {f + 1}/{len(splits)} · p = {r:.2f} · {kind}"}
 
-    def record(f, r, kind, test, model, prep, sem, test_ds):
-        row = _score(model, prep.transform(test_ds), task, sem, modality)
-        per_fold.append({"seed": seed, "fold": f, "rate": r, "model": kind, "test": test, **row})
+    def score(c, f, r, kind, test, test_ds):
+        """Once `c` is trained: score it on `test_ds` and add one per-fold row."""
+        c["scores"].append(lambda: per_fold.append(
+            {"seed": seed, "fold": f, "rate": r, "model": kind, "test": test,
+             **_score(c["job"].model, c["prep"].transform(test_ds), task, c["sem"], modality)}))
 
+    # 1. every training of the experiment, with what to score on it, in the order they would run one by one
+    cells: list[dict] = []
     ratios = []
     for f, (tr, va, te) in enumerate(splits):
         ratios.append(len(te) / max(len(tr), 1))
@@ -302,8 +306,6 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
                                          rows=te, seed=fold_seed + 2).subset(te) for r in rates}
         clean = work.subset(te)
         for r in train_rates:
-            if state["cancelled"]:
-                break
             inj = inject(r, trva, fold_seed)
             rev = reversed_sets.get(r)
             shares = presence_by_class(inj, modality, task, tr)
@@ -312,34 +314,66 @@ def run_mnar(ds: Dataset, modality: str, task: str, rates=(0.0, 0.2, 0.4, 0.6, 0
             presence[r].append([shares["pos"], shares["neg"], rshares["pos"], rshares["neg"],
                                 len(removed_rows(work, inj, modality))])
             for kind in models:
-                if state["cancelled"]:
-                    break
-                model, prep, sem = train_cell(f, r, kind, inj, tr, va, fold_seed)
-                record(f, r, kind, "clean", model, prep, sem, clean)
+                c = cell(f, r, kind, inj, tr, va, fold_seed)
+                score(c, f, r, kind, "clean", clean)
                 if rev is not None:
-                    record(f, r, kind, "reversed", model, prep, sem, rev)
-                    record(f, r, kind, "random", model, prep, sem, random_sets[r])
+                    score(c, f, r, kind, "reversed", rev)
+                    score(c, f, r, kind, "random", random_sets[r])
                 if r == 0.0:
                     for rr in rates:
-                        record(f, rr, kind, "ceiling", model, prep, sem, reversed_sets[rr])
-                if "reversed-trained" in refs and r > 0 and rev is not None and not state["cancelled"]:
+                        score(c, f, rr, kind, "ceiling", reversed_sets[rr])
+                cells.append(c)
+                if "reversed-trained" in refs and r > 0 and rev is not None:
                     # the real upper reference: trained where the reversed pattern holds
-                    model, prep, sem = train_cell(f, r, kind, inject(r, trva, fold_seed, reverse=True), tr, va,
-                                                  fold_seed)
-                    record(f, r, kind, "reversed-trained", model, prep, sem, rev)
-        if "without-m" in refs and not state["cancelled"]:
+                    c = cell(f, r, kind, inject(r, trva, fold_seed, reverse=True), tr, va, fold_seed)
+                    score(c, f, r, kind, "reversed-trained", rev)
+                    cells.append(c)
+        if "without-m" in refs:
             spec = _without(work.spec, modality)
             for kind in models:
-                if state["cancelled"]:
-                    break
-                model, prep, sem = train_cell(f, 0.0, kind, work, tr, va, fold_seed, spec=spec)
-                row = _score(model, prep.transform(replace(clean, spec=spec)), task, sem,
-                             spec.modality_names[0])
-                for rr in rates:                       # no M: the same on every split and rate
-                    per_fold.append({"seed": seed, "fold": f, "rate": rr, "model": kind, "test": "without-m",
-                                     **{k: v for k, v in row.items() if "m_" not in k}})
-        if state["cancelled"]:
-            break
+                c = cell(f, 0.0, kind, work, tr, va, fold_seed, spec=spec)
+
+                def floor(c=c, f=f, kind=kind, clean=clean, spec=spec):
+                    row = _score(c["job"].model, c["prep"].transform(replace(clean, spec=spec)), task, c["sem"],
+                                 spec.modality_names[0])
+                    for rr in rates:                   # no M: the same on every split and rate
+                        per_fold.append({"seed": seed, "fold": f, "rate": rr, "model": kind, "test": "without-m",
+                                         **{k: v for k, v in row.items() if "m_" not in k}})
+                c["scores"].append(floor)
+                cells.append(c)
+
+    # 2. train them: one by one (progress after every epoch) or together in worker processes (sweep.train_many)
+    def trained(c):
+        state["done"] += 1
+        if progress is not None:
+            progress({"phase": "trained", "done": state["done"], "total": total, **c["where"],
+                      "message": c["message"] + " · done"})
+
+    histories: list = [None] * len(cells)
+    if workers is None or workers <= 1:
+        for i, c in enumerate(cells):
+            def epoch_progress(row, c=c):
+                if progress is not None:
+                    progress({"phase": "epoch", "done": state["done"], "total": total, "epoch": row["epoch"],
+                              **c["where"], "message": f"{c['message']} · epoch {row['epoch']}"})
+            j = c["job"]
+            histories[i] = fit(j.model, j.train, j.val, j.config, epoch_progress, should_stop)
+            trained(c)
+            if should_stop is not None and should_stop():
+                state["cancelled"] = True    # the cell cut short keeps its best weights so far and is scored
+                break
+    else:
+        done = train_many([c["job"] for c in cells], workers, progress=lambda e: trained(cells[e["job"]]),
+                          should_stop=should_stop)
+        histories = [h if h else None for h in done]    # a cancelled job has an empty history and is not scored
+        state["cancelled"] = any(h is None for h in histories)
+
+    # 3. score, in the one-by-one order
+    for c, history in zip(cells, histories):
+        if history is not None:
+            epochs_run.append(len(history))
+            for s in c["scores"]:
+                s()
 
     results, ceiling = _summaries(per_fold, rates, models)
     pres = []

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.resource_sharer
 
 import torch
 
@@ -34,6 +36,20 @@ class Job:
     train: TensorData
     val: TensorData | None
     config: TrainConfig = TrainConfig()
+
+
+def _forget_parents_forkserver() -> None:
+    """In a process forked after a sweep ran (a test harness, a server that forks): the inherited fork server is
+    the parent's child, not ours, so multiprocessing's liveness check (os.waitpid) raises ChildProcessError
+    (CPython 3.11), and the fd-passing thread that sent tensors to the workers is the parent's. Forget both; this
+    process starts its own when it needs them (multiprocessing does the same for the processes it starts)."""
+    server = multiprocessing.forkserver._forkserver
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+    server._lock._at_fork_reinit()
+    multiprocessing.resource_sharer._resource_sharer._afterfork()
+
+
+os.register_at_fork(after_in_child=_forget_parents_forkserver)
 
 
 def _init_worker(threads: int) -> None:

@@ -69,3 +69,53 @@ def test_should_stop_cancels_jobs_not_started(synthetic_small):
     jobs = _jobs(synthetic_small, RUNS[:3])
     hist = train_many(jobs, workers=1, should_stop=lambda: True)
     assert hist == [[], [], []]
+
+
+def test_cross_validate_with_workers_equals_one_by_one(synthetic_small):
+    from mmn_core.experiments import cross_validate
+    seen = []
+    one = cross_validate(synthetic_small, folds=2, config=CONFIG)
+    two = cross_validate(synthetic_small, folds=2, config=CONFIG, workers=2, progress=seen.append)
+    assert sorted((e["fold"], e["model"]) for e in seen) == [(1, "multimodn"), (1, "pfusion"), (2, "multimodn"),
+                                                              (2, "pfusion")]
+    for kind in ("multimodn", "pfusion"):
+        for f1, f2 in zip(one["per_fold"][kind], two["per_fold"][kind]):
+            for task, ms in f1.items():
+                assert f2[task] == pytest.approx(ms, abs=1e-6, nan_ok=True)
+
+
+def test_run_mnar_with_workers_equals_one_by_one(synthetic_small):
+    """Every per-fold row (clean, reversed, random, ceiling and both references) is the same when the MNAR grid's
+    trainings run together in worker processes."""
+    from mmn_core.experiments import run_mnar
+    kw = dict(rates=(0.0, 0.8), folds=2, epochs=2, references=True, mitigation="presence-balance")
+    one = run_mnar(synthetic_small, "labs", "outcome", **kw)
+    events = []
+    two = run_mnar(synthetic_small, "labs", "outcome", workers=2, progress=events.append, **kw)
+    n = 2 * (2 * 2 + 2 + 2)         # folds x (rates x models + reversed-trained per model at p > 0 + floor per model)
+    assert len(one["per_fold"]) == len(two["per_fold"]) > n
+    assert [e["done"] for e in events] == list(range(1, n + 1)) and {e["phase"] for e in events} == {"trained"}
+    key = lambda r: (r["fold"], r["rate"], r["model"], r["test"])  # noqa: E731
+    a, b = sorted(one["per_fold"], key=key), sorted(two["per_fold"], key=key)
+    for ra, rb in zip(a, b):
+        assert key(ra) == key(rb)
+        assert rb == pytest.approx(ra, abs=1e-6, nan_ok=True)
+    assert len(one["results"]) == len(two["results"]) > 0
+    for ra, rb in zip(one["results"], two["results"]):
+        assert rb == pytest.approx(ra, abs=1e-6, nan_ok=True)
+
+
+def test_a_process_forked_after_a_sweep_can_run_its_own(synthetic_small):
+    """A forked child inherits the parent's fork server, which it cannot wait on; it must start its own."""
+    import os
+    train_many(_jobs(synthetic_small, RUNS[:2]), workers=2)           # the parent's fork server is running
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            jobs = _jobs(synthetic_small, RUNS[:2])
+            hist = train_many(jobs, workers=2)
+            code = 0 if all(len(h) == CONFIG.epochs for h in hist) else 1
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
