@@ -1,12 +1,10 @@
 """Batched sweeps: wall time of training a sweep's models one after another vs together (`sweep.train_many`).
 
 Two sweeps on SUPPORT2, each run sequentially (today's code) and batched, side by side in one run:
-  (a) `compare --folds 5`: `experiments.cross_validate` (5 folds x MultiModN + P-Fusion, 30 epochs at most) vs
-      the same folds through `sweep.train_models`;
+  (a) `compare --folds 5`: `experiments.cross_validate` (5 folds x MultiModN + P-Fusion, 30 epochs at most),
+      workers=1 vs workers=N (the folds trained together by `sweep.train_models`);
   (b) the MNAR lab's default run (blood_gas, death, rates 0-0.8, 2 folds, 15 epochs, both models = 20 trainings):
-      `experiments.run_mnar` vs the same call with its trainings batched. experiments.py is not changed here: the
-      batched run calls `run_mnar` twice, first recording every `fit` call (no training), then replaying the
-      weights `train_many` trained (the models are rebuilt from the same seeds, so the replay is exact).
+      `experiments.run_mnar` workers=1 vs workers=N (its trainings collected, then `sweep.train_many`).
 Results must be identical: the benchmark checks every fold's metrics (a) and every result row (b).
 
 (c) The alternative, a vectorized ensemble: one training step (forward, backward, Adam) of K MultiModN models on
@@ -38,9 +36,8 @@ import mmn_core.experiments as ex  # noqa: E402
 from mmn_core import load_dataset  # noqa: E402
 from mmn_core.checkpoint import build_model  # noqa: E402
 from mmn_core.data import Preprocessor, split  # noqa: E402
-from mmn_core.metrics import final_metrics  # noqa: E402
 from mmn_core.model import ModelConfig  # noqa: E402
-from mmn_core.sweep import Job, default_workers, train_many, train_models  # noqa: E402
+from mmn_core.sweep import default_workers  # noqa: E402
 from mmn_core.train import TrainConfig  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "sweep_speed.json"
@@ -49,55 +46,6 @@ MD = ROOT / "benchmarks" / "sweep_speed.md"
 
 def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def compare_batched(ds, folds: int, config: TrainConfig, workers: int) -> dict:
-    """cross_validate's per-fold metrics with every (fold, kind) trained together."""
-    runs = [(kind, rows) for rows in ex.fold_rows(ds, folds, config.seed) for kind in ("multimodn", "pfusion")]
-    trained = train_models(ds, runs, config=config, workers=workers)
-    per_fold = {"multimodn": [], "pfusion": []}
-    for (kind, _), t in zip(runs, trained):
-        per_fold[kind].append(final_metrics(t.metrics))
-    return per_fold
-
-
-def run_mnar_batched(ds, workers: int, timing: dict, **kwargs) -> dict:
-    """run_mnar with its trainings done by train_many: pass 1 records the fit calls, pass 2 replays the weights.
-    `timing` gets the seconds of each part (record pass, train_many, replay pass)."""
-    recorded: list[Job] = []
-    t0 = time.perf_counter()
-
-    def record(model, train, val=None, config=TrainConfig(), progress=None, should_stop=None, device=None):
-        recorded.append(Job(model, train, val, config))
-        return []
-
-    original = ex.fit
-    ex.fit = record
-    try:
-        ex.run_mnar(ds, **kwargs)
-    finally:
-        ex.fit = original
-    initial = [copy.deepcopy(j.model.state_dict()) for j in recorded]
-    timing["record_pass_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    histories = train_many(recorded, workers)
-    timing["train_many_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    replay = iter(zip(recorded, initial, histories))
-
-    def replayed(model, train, val=None, config=TrainConfig(), progress=None, should_stop=None, device=None):
-        job, init, history = next(replay)
-        assert all(torch.equal(v, init[k]) for k, v in model.state_dict().items()), "rebuilt model differs"
-        model.load_state_dict(job.model.state_dict())
-        model.eval()
-        return history
-
-    ex.fit = replayed
-    try:
-        return ex.run_mnar(ds, **kwargs)
-    finally:
-        ex.fit = original
-        timing["replay_pass_s"] = round(time.perf_counter() - t0, 1)
 
 
 def _same_rows(a: list[dict], b: list[dict], tol: float = 1e-6) -> bool:
@@ -207,7 +155,7 @@ def measure_compare(ds, compare_epochs: int, workers: int) -> dict:
     t_seq = time.perf_counter() - t0
     load1 = _load()
     t0 = time.perf_counter()
-    bat = compare_batched(ds, 5, config, workers)
+    bat = ex.cross_validate(ds, folds=5, config=config, workers=workers)["per_fold"]
     t_bat = time.perf_counter() - t0
     out = {"trainings": 10, "epochs": compare_epochs, "sequential_s": round(t_seq, 1),
            "batched_s": round(t_bat, 1), "speedup": round(t_seq / t_bat, 2),
@@ -226,13 +174,12 @@ def measure_mnar(ds, mnar_epochs: int, workers: int) -> dict:
     t_seq = time.perf_counter() - t0
     load1 = _load()
     t0 = time.perf_counter()
-    timing: dict = {}
-    bat_m = run_mnar_batched(ds, workers, timing, **mnar)
+    bat_m = ex.run_mnar(ds, workers=workers, **mnar)
     t_bat = time.perf_counter() - t0
     same = _same_rows(seq_m["results"], bat_m["results"]) and seq_m["ceiling"] == bat_m["ceiling"] \
         and seq_m["config"]["mean_epochs"] == bat_m["config"]["mean_epochs"]
     out = {"trainings": 20, "epochs": mnar_epochs, "sequential_s": round(t_seq, 1),
-           "batched_s": round(t_bat, 1), "speedup": round(t_seq / t_bat, 2), "identical": same, **timing,
+           "batched_s": round(t_bat, 1), "speedup": round(t_seq / t_bat, 2), "identical": same,
            "load_sequential": load0, "load_batched": load1, "load_after": _load()}
     print(json.dumps(out), flush=True)
     return out
@@ -256,10 +203,8 @@ def write_md(r: dict) -> None:
              "The 3x target is not reached. With processes on 2 idle cores the ceiling is 2x; on a shared, "
              "overloaded machine two processes also get two shares of the scheduler, so a ratio above 2x says as "
              "much about the other work as about this code." if max(c["speedup"], m["speedup"]) < 3 else "", "",
-             f"MNAR batched parts: record pass {m.get('record_pass_s', '?')} s, train_many "
-             f"{m.get('train_many_s', '?')} s, replay pass {m.get('replay_pass_s', '?')} s. The two passes (each "
-             "preprocesses and scores every cell) are the stand-in's price for not editing experiments.py; the "
-             "proposed change to run_mnar (collect the jobs, one train_many, then score) runs one pass.", "",
+             "Both batched runs are the engine's own path: `cross_validate(..., workers=N)` and "
+             "`run_mnar(..., workers=N)` (what `compare --workers` / `mnar --workers` and `evidence.py` use).", "",
              "## The alternative: one vectorized ensemble step (torch.func.vmap)", "",
              "| models | s/step separate | s/step vmap | speed-up |", "|---|---|---|---|"]
     lines += [f"| {e['models']} | {e['separate_s_per_step']} | {e['vmap_s_per_step']} | {e['speedup']}x |"
