@@ -46,18 +46,22 @@ def cmd_train(args):
     _train(args)
 
 
-def _train_distributed(args):
-    """`cmd_train` on every torchrun rank: data-parallel training, rank 0 alone saves and prints."""
+def _on_every_rank(run, args, what: str):
+    """`run(args, comm)` on every torchrun rank (data-parallel trainings); rank 0 alone saves and prints."""
     from . import distributed
     if not distributed.launched():
-        raise BadInput("--distributed needs torchrun: torchrun --standalone --nproc_per_node=N -m mmn_core "
-                       "train ... --distributed")
+        raise BadInput(f"--distributed needs torchrun: torchrun --standalone --nproc_per_node=N -m mmn_core "
+                       f"{what} ... --distributed")
     comm = distributed.init()
     try:
-        _train(args, comm)
+        run(args, comm)
         comm.barrier()
     finally:
         distributed.shutdown()
+
+
+def _train_distributed(args):
+    _on_every_rank(_train, args, "train")
 
 
 def _train(args, comm=None):
@@ -130,6 +134,15 @@ def _workers(args, trainings: int) -> int:
 
 
 def cmd_compare(args):
+    if getattr(args, "distributed", False):
+        if args.workers not in (None, 1):
+            raise BadInput("--distributed and --workers cannot be combined: torchrun starts the processes")
+        return _on_every_rank(_compare, args, "compare")
+    _compare(args)
+
+
+def _compare(args, comm=None):
+    """k-fold comparison; under torchrun (comm) every fold's training is data-parallel over the ranks."""
     from .experiments import cross_validate
     ds = _dataset(args)
     from .data import check_folds
@@ -137,10 +150,13 @@ def cmd_compare(args):
         raise BadInput("--folds must be at least 2")
     check_folds(ds, args.folds)    # too few records, or of a class, for the folds: one line before any work
     config = _train_config(args)
-    bar = _progress_bar(args.folds * 2, "cross-validating")
-    result = cross_validate(ds, folds=args.folds, config=config, progress=lambda row: bar.update(1),
-                            workers=_workers(args, args.folds * 2))
-    bar.close()
+    bar = _progress_bar(args.folds * 2, "cross-validating") if comm is None or comm.is_main else None
+    result = cross_validate(ds, folds=args.folds, config=config, progress=bar and (lambda row: bar.update(1)),
+                            workers=1 if comm is not None else _workers(args, args.folds * 2), comm=comm)
+    if bar is not None:
+        bar.close()
+    if comm is not None and not comm.is_main:
+        return
     rows = []
     for task, entry in result["tasks"].items():
         for metric in ("auroc", "balanced_accuracy", "mae", "rmse"):
@@ -149,6 +165,8 @@ def cmd_compare(args):
                 rows.append([_shown(ds.spec, task), metric, f"{a[metric]:.3f} ± {a[metric + '_std']:.3f}",
                              f"{b[metric]:.3f} ± {b[metric + '_std']:.3f}"])
     payload = {"folds": result["folds"], "tasks": result["tasks"]}
+    if comm is not None:
+        payload["distributed"] = {"world_size": comm.world, "backend": comm.backend}
     _emit(args, payload, f"{args.folds}-fold cross-validation (final step for MultiModN)\n\n"
           + _table(rows, ["task", "metric", "MultiModN", "P-Fusion"]))
 
@@ -337,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("compare", cmd_compare, "MultiModN vs P-Fusion with k-fold cross-validation.")
     c.add_argument("--folds", type=_int_in(2, MAX_FOLDS), default=5)
     c.add_argument("--workers", type=_int_in(1, 256), help=WORKERS_HELP)
+    c.add_argument("--distributed", action="store_true", help="each fold's trainings data-parallel; start with "
+                   "torchrun --nproc_per_node=N -m mmn_core compare ...")
     e = command("explain", cmd_explain, "Explain one record: per-step predictions, Shapley, attributions.",
                 source=False, checkpoint=True)
     e.add_argument("--record", required=True, help="record id")

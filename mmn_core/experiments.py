@@ -41,12 +41,14 @@ def fold_rows(ds: Dataset, folds: int, seed: int):
 
 
 def cross_validate(ds: Dataset, kinds=KINDS, folds: int = 5, config: TrainConfig = TrainConfig(),
-                   model_config=None, progress: Progress | None = None, workers: int | None = None) -> dict:
+                   model_config=None, progress: Progress | None = None, workers: int | None = None,
+                   comm=None) -> dict:
     """k-fold CV of each model kind on identical folds; final-step test metrics per fold, then mean and sd.
 
     `workers` > 1 trains the folds together in that many worker processes (`sweep.train_models`; the same
-    metrics, bit for bit). Returns {"folds": k, "tasks": {task: {"type": ..., kind: {metric: mean,
-    metric_std: sd}, ...}}, "per_fold": {kind: [{task: {metric: value}}]}}."""
+    metrics, bit for bit). `comm` (under torchrun): every training data-parallel over the ranks.
+    Returns {"folds": k, "tasks": {task: {"type": ..., kind: {metric: mean, metric_std: sd}, ...}},
+             "per_fold": {kind: [{task: {metric: value}}]}}."""
     per_fold: dict[str, list] = {k: [] for k in kinds}
     runs = [(i, kind, rows) for i, rows in enumerate(fold_rows(ds, folds, config.seed)) for kind in kinds]
     if workers is not None and workers > 1:
@@ -58,7 +60,7 @@ def cross_validate(ds: Dataset, kinds=KINDS, folds: int = 5, config: TrainConfig
     else:
         models = []
         for i, kind, rows in runs:
-            models.append(train_model(ds, kind, model_config, config, rows=rows))
+            models.append(train_model(ds, kind, model_config, config, rows=rows, comm=comm))
             if progress is not None:
                 progress({"fold": i + 1, "folds": folds, "model": kind})
     for (_, kind, _), trained in zip(runs, models):

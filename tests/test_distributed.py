@@ -116,6 +116,35 @@ def test_distributed_flag_without_torchrun_is_one_line(capsys, tmp_path, monkeyp
     from mmn_core.cli import main
     for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
-    code = main(["train", "--dataset", "synthetic", "--out", str(tmp_path / "c"), "--distributed"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and err.count("\n") == 0 and "torchrun" in err
+    for argv in (["train", "--dataset", "synthetic", "--out", str(tmp_path / "c"), "--distributed"],
+                 ["compare", "--dataset", "synthetic", "--folds", "2", "--distributed"],
+                 ["compare", "--dataset", "synthetic", "--folds", "2", "--distributed", "--workers", "2"]):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.count("\n") == 0 and ("torchrun" in err), (argv, err)
+        assert argv[0] in err or "--workers" in err
+
+
+def test_two_process_torchrun_compare(synthetic_small):
+    """`torchrun --nproc_per_node=2 -m mmn_core compare --distributed`: rank 0 alone prints; every fold trained
+    data-parallel gives AUROCs within 0.02 of the single-process comparison (fold means)."""
+    port = _free_port()
+    env = {**os.environ, "MMN_THREADS": "1", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = ["compare", "--dataset", "synthetic", "--folds", "2", "--epochs", "4", "--seed", "0", "--json"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--max-restarts=0",
+           "-m", "mmn_core", *args, "--distributed"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    ddp = json.loads(lines[0])
+    assert ddp["distributed"] == {"world_size": 2, "backend": "gloo"} and ddp["folds"] == 2
+    single = subprocess.run([sys.executable, "-m", "mmn_core", *args, "--workers", "1"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=420)
+    assert single.returncode == 0, single.stderr[-3000:]
+    one = json.loads(single.stdout)
+    for kind in ("multimodn", "pfusion"):
+        a, b = ddp["tasks"]["outcome"][kind]["auroc"], one["tasks"]["outcome"][kind]["auroc"]
+        assert 0.6 < b and abs(a - b) <= 0.02, (kind, a, b)
