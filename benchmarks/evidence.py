@@ -34,6 +34,7 @@ from tqdm import tqdm  # noqa: E402
 from mmn_core import ModelConfig, TrainConfig, load_dataset  # noqa: E402
 from mmn_core.fmt import json_safe  # noqa: E402
 from mmn_core.experiments import cross_validate, fold_rows, run_mnar  # noqa: E402
+from mmn_core.shift import natural_shift  # noqa: E402
 from mmn_core.sweep import default_workers  # noqa: E402
 from mmn_core.metrics import final_metrics  # noqa: E402
 from mmn_core.train import predict, train_model  # noqa: E402
@@ -44,6 +45,8 @@ KINDS = ("multimodn", "pfusion")
 MNAR_SETUP = {"synthetic": ("labs", "outcome"), "support2": ("chemistry", "death"), "star": ("grade2", "pass3")}
 RULE_SETUP = {"synthetic": ("labs_if_tachycardic", "outcome"), "support2": ("blood_gas_if_severe", "death"),
               "star": ("grade2_if_strong_grade1", "pass3")}
+# natural shift (site split): the grouping of each dataset and the held-out site(s)
+SHIFT_SETUP = {"star": ("school type (first year in the study)", ("inner-city",)), "weather": ("station", ("JFK",))}
 MITIGATIONS = ("presence-balance", "presence-balance-all", "modality-dropout", "shuffle-order")
 
 
@@ -77,6 +80,7 @@ class Plan:
         self.n_orders = 5 if quick else 20
         self.extra_modalities = (0, 8) if quick else (0, 4, 8, 16, 32)
         self.task_counts = (3,) if quick else (1, 3, 6, 12)
+        self.shift_sets = ("weather",) if quick else ("star", "weather")
 
     def train_config(self, seed: int = 0, **kw) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, seed=seed, **kw)
@@ -211,6 +215,23 @@ def exp_official(plan: Plan, name: str, seed: int, tick) -> dict:
             "folds": plan.official_folds, "epochs": plan.official_epochs, "rate": 0.8, "rows": out,
             "test_train_ratio": float(np.mean([len(te) / len(tr) for tr, _, te in rows])),
             "data": "synthetic, gaps=False" if name == "synthetic" else "complete cases with a label"}
+
+
+def shift_groups(name: str, ds) -> np.ndarray:
+    """(N,) site of each record: STAR's school type in the pupil's first year in the study, weather's station."""
+    f = ds.frame
+    if name == "star":
+        return f["schoolk"].fillna(f["school1"]).fillna(f["school2"]).fillna("unknown").astype(str).to_numpy()
+    return f["station"].astype(str).to_numpy()
+
+
+def exp_shift(plan: Plan, name: str, seed: int, tick) -> dict:
+    """Train on the other sites, test on their own held-out records and on the held-out site (shift.py)."""
+    ds = dataset(name)
+    label, held_out = SHIFT_SETUP[name]
+    res = natural_shift(ds, shift_groups(name, ds), held_out, seed, plan.train_config(seed), workers=plan.workers)
+    tick(2)
+    return {"dataset": name, "grouping": label, **res.to_json()}
 
 
 def exp_without(plan: Plan, name: str, tick) -> dict:
@@ -389,6 +410,8 @@ def build_plan(plan: Plan) -> list[tuple[str, int, callable]]:
         for name, sid in order:
             jobs.append((f"mnar_{name}_{sid}_s{seed}", plan.seeded_mnar_folds * SEEDED_UNITS[sid],
                          lambda tick, n=name, i=sid, s=seed: exp_mnar_seeded(plan, n, i, s, tick)))
+        for name in plan.shift_sets:
+            jobs.append((f"shift_{name}_s{seed}", 2, lambda tick, n=name, s=seed: exp_shift(plan, n, s, tick)))
     for seed in plan.seeds:
         for name in plan.official_sets:
             jobs.append((f"official_{name}_s{seed}", plan.official_folds * 15,
