@@ -203,7 +203,9 @@ def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
     with c:
         trust_panel(b, focus, use, order)
     st.markdown(f"**In words — {md(spec.task(focus).display)}**")
-    st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
+    rid = st.session_state[S.EX_RECORD]
+    words = R.why_narrative(b.ref, rid, tuple(use), tuple(order), focus, ci)   # the class the bars show
+    st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(words)))
     others = [t.name for t in spec.tasks if t.name != focus]
     if others:
         more = st.expander("The same for the other outcomes", key=S.EX_WHY_MORE, on_change="rerun")

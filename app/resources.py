@@ -386,3 +386,16 @@ def record_story(ref: Ref, record: str, task: str):
     view = record_view(ref, record, tuple(m for m in names if bool(b.data.present[m][row])), names)
     return _record_story(b.trained, b.data, row, task, view, record, path_xy=state_map(ref).transform(view.states),
                          donors=donors(ref), reliability=reliability(ref, task))
+
+
+# --- the Why tab's sentences and the order caveat (mmn_core.explain.narration) ------------------------------------
+@st.cache_data(show_spinner="Finding what drove each step…", max_entries=256)
+def why_narrative(ref: Ref, record: str, use: tuple[str, ...], order: tuple[str, ...], task: str,
+                  cls: int | None = None) -> list[str]:
+    """mmn_core.explain.narration.explained_narrative: one sentence per step for class `cls` (multiclass),
+    each naming the value that pushed most, in the spec's units."""
+    from mmn_core.explain.narration import explained_narrative
+    b = get_bundle(ref)
+    i = b.pos[record]
+    return explained_narrative(b.trained, b.data.subset([i]), task, _mask(b.spec, use), list(order), cls,
+                               frame=b.ds.subset([i]))
