@@ -316,26 +316,40 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
     by_col = attribution_in_units(a, td.type)
     labels = [col_label(mspec, c) for c in a.columns]
     raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, "")) for c in a.columns]
-    vals = [by_col[c] for c in a.columns]
+    pp = 100.0 if td.type != "regression" else 1.0          # classification: percentage points, as the Why bars
+    vals = [by_col[c] * pp for c in a.columns]
     plain = class_names(td, classes.get(focus))
     if td.type == "regression":
         xt = f"Effect on the predicted {td.display} ({td.units})" if td.units else "Effect on the prediction"
-    elif td.type == "binary":
-        xt = f"Push on the log-odds of '{plain[1]}' (right = more likely)"
     else:
-        xt = f"Push on the score of '{plain[ci]}' (right = more likely)"
+        xt = f"Effect on P('{plain[1] if td.type == 'binary' else plain[ci]}') (percentage points)"
     where = f"after {mod_label(spec, am)}" if target.startswith("The change") else "final prediction"
     fig = F.attribution_bars(labels, np.asarray(vals), raws, F.modality_colors(spec.modality_names)[am],
                              title=f"{mod_label(spec, am)} → {td.display} ({where})", x_title=xt)
     st.plotly_chart(fig, key="ex_attr_chart", config=CHART_CONFIG)
-    st.caption("Each bar compares this record's value with an average record (the training mean); "
-               "categories are compared with 'no category'. Values earlier steps added are held fixed.")
+    st.caption(md(reference_text(spec, a)))
+    if td.type != "regression":
+        st.caption("The methods measure each value's push in log-odds; the bars rescale those pushes to "
+                   "percentage points of the prediction (the same unit as the Why bars), keeping their signs "
+                   "and ratios, so they add up to the change from the reference record to this one.")
     if a.delta is not None:
         st.caption(f"Integrated Gradients check (convergence delta): the bars add up to the change in "
-                   f"score from an average record within {F.number(abs(a.delta))} "
-                   f"(total change {F.signed(a.target_logit - a.baseline_logit)}).")
-    st.dataframe(pd.DataFrame({"Value": labels, "This record": raws, "Attribution": np.round(vals, 4)}),
+                   f"log-odds from the reference record within {F.number(abs(a.delta))} "
+                   f"(total change {F.signed(a.target_logit - a.baseline_logit)} in log-odds).")
+    unit = " (percentage points)" if td.type != "regression" else (f" ({td.units})" if td.units else "")
+    st.dataframe(pd.DataFrame({"Value": labels, "This record": raws, f"Attribution{unit}": np.round(vals, 4)}),
                  hide_index=True, key="ex_attr_table")
+
+
+def reference_text(spec, a) -> str:
+    """What the attribution bars compare this record with: the training mean, and for each categorical
+    column shown the most common value in the training data."""
+    mspec = spec.modality(a.modality)
+    cats = [f"{col_label(mspec, c)}: {v}" for c, v in a.reference.items()]
+    head = ("Each bar compares this record's value with a reference record: the training average for numbers"
+            + ("; for categories, the most common value in the training data (" + "; ".join(cats) + ")"
+               if cats else "") + ". Values earlier steps added are held fixed.")
+    return head
 
 
 def attr_raw_text(rv, units: str) -> str:
@@ -429,3 +443,15 @@ def data_tab(b, row: int, measured: dict, use) -> None:
                 part = part.rename(columns={c: f"{col_label(mspec, c)} ({mspec.units[c]})" if mspec.units.get(c)
                                             else col_label(mspec, c) for c in part.columns})
                 st.dataframe(part, hide_index=True, key=f"ex_data__{m}", height=min(400, 40 + 35 * len(part)))
+
+
+def order_caveat(b, focus: str, order) -> None:
+    """A caution under the chips when the order is one the model never met in training (nothing otherwise)."""
+    from mmn_core.explain.ordering import order_caveat as caveat
+    names = b.spec.modality_names
+    if list(order) == list(names):
+        return
+    td = b.spec.task(focus)
+    text = caveat(R.order_spread(b.ref, focus), list(order), list(names), td.units)
+    if text:
+        st.warning(md(text), icon=":material/swap_vert:")

@@ -48,13 +48,14 @@ def words(at: AppTest) -> str:
 
 
 def engine_words(engine, rid, task, cls=None, order=None):
+    from mmn_core.explain.attribution import reference_categories
     from mmn_core.explain.narration import explained_narrative
     trained, ds, data, pos = engine
     i = pos[rid]
     names = trained.spec.modality_names
     mask = {m: np.array([bool(data.present[m][i])]) for m in names}
     return explained_narrative(trained, data.subset([i]), task, mask, list(order or names), cls,
-                               frame=ds.subset([i]))
+                               frame=ds.subset([i]), reference=reference_categories(trained, data))
 
 
 def test_why_narrative_names_the_driving_value_as_the_cli_does(explorer, engine):
@@ -106,3 +107,111 @@ def test_narrative_follows_the_class_asked_for(engine):
     assert len(lines) == len(tr.steps)
     with pytest.raises(ValueError):
         narrative(tr, 0, td.name, trained.spec, cls=v.shape[1])
+
+
+def _tabular_categorical(trained):
+    """(modality, column) of the first tabular categorical column with more than two categories."""
+    for m in trained.spec.modality_names:
+        ms = trained.spec.modality(m)
+        for c, cats in trained.prep.categories.get(m, {}).items():
+            if ms.kind == "tabular" and len(cats) > 2:
+                return m, c
+    raise AssertionError("no categorical column")
+
+
+def test_reference_category_is_the_training_mode(engine):
+    """Bug 5: the baseline of a one-hot categorical is the most common category of the training records (not
+    'no category'), counted independently here with pandas on the raw data."""
+    from mmn_core.data import category_text
+    from mmn_core.explain.attribution import attribute, reference_categories, reference_input
+    trained, ds, data, pos = engine
+    ref = reference_categories(trained, data)
+    test = set(trained.info["test_ids"])
+    train_rows = [i for i, r in enumerate(ds.ids) if r not in test]
+    assert len(train_rows) == trained.info["rows"]["train"] + trained.info["rows"]["validation"]
+    m, c = _tabular_categorical(trained)
+    present = ds.presence()[m][train_rows]
+    raw = ds.frame.iloc[train_rows][c][present].dropna()
+    mode = category_text(raw).value_counts().idxmax()
+    assert ref[m][c] == mode
+    for m2, cols in ref.items():                               # every column has a real (seen) category
+        for c2, v in cols.items():
+            assert v in trained.prep.categories[m2][c2]
+    i = next(j for j in range(len(ds)) if bool(data.present[m][j])
+             and category_text(ds.frame[c].iloc[[j]]).iloc[0] != mode)
+    one = data.subset([i])
+    base = reference_input(trained, m, one.x[m].float(), ref[m])
+    names = trained.prep.feature_names(trained.spec.modality(m))
+    block = [j for j, f in enumerate(names) if f.startswith(f"{c}=")]
+    assert base[0, block].tolist() == [1.0 if names[j] == f"{c}={mode}" else 0.0 for j in block]
+    a = attribute(trained, one, 0, m, "death", reference=ref, frame=ds.subset([i]))
+    z = attribute(trained, one, 0, m, "death")
+    assert a.reference == ref[m] and z.reference == {}
+    assert a.baseline_logit != pytest.approx(z.baseline_logit, abs=1e-6)
+    assert float(a.values.sum()) == pytest.approx(a.target_logit - a.baseline_logit, abs=abs(a.delta) + 1e-6)
+
+
+def test_feature_bars_are_in_the_why_bars_units(engine):
+    """Bug 4: classification attributions are returned in probability (shown as percentage points), adding up
+    to P(record) − P(reference) up to the IG delta, signs and ratios kept; regression stays in target units."""
+    from mmn_core.explain.attribution import attribute, reference_categories
+    from mmn_core.explain.browse import attribution_in_units
+    trained, ds, data, pos = engine
+    ref = reference_categories(trained, data)
+    m, _ = _tabular_categorical(trained)
+    i = next(j for j in range(len(ds)) if bool(data.present[m][j]))
+    one = data.subset([i])
+    for task in ("death", "sfdm2"):
+        a = attribute(trained, one, 0, m, task, reference=ref)
+        p = attribution_in_units(a, trained.spec.task(task).type)
+        logit = np.array([a.by_column[c] for c in a.columns])
+        prob = np.array([p[c] for c in a.columns])
+        assert 0 <= a.target_value <= 1 and 0 <= a.baseline_value <= 1
+        scale = (a.target_value - a.baseline_value) / (a.target_logit - a.baseline_logit)
+        assert prob.sum() == pytest.approx(a.target_value - a.baseline_value, abs=abs(a.delta * scale) + 1e-9)
+        assert np.allclose(prob, logit * scale)
+        assert scale > 0 or task == "sfdm2"    # binary: the sigmoid is increasing, so signs are kept
+
+
+def test_order_caveat_measures_this_model(engine):
+    """Bug 3, engine: no caveat in the training order or for a model trained in random orders; otherwise the
+    caveat states the median and 90th-percentile spread that order_sensitivity measures on the same sample."""
+    import dataclasses
+    from mmn_core import explain as E
+    from mmn_core.explain.ordering import order_caveat, order_spread
+    from mmn_core.fmt import number
+    trained, _, data, pos = engine
+    test = data.subset([pos[r] for r in trained.info["test_ids"]])
+    sp = order_spread(trained, test, "death", n_records=120)
+    rows = np.sort(np.random.default_rng(0).choice(len(test), 120, False))
+    spread = E.order_sensitivity(trained, test.subset(rows), "death", max_orders=24)["spread"]
+    assert sp.n_records == 120 and not sp.trained_in_random_orders
+    assert sp.median == pytest.approx(float(np.median(spread))) and sp.median > 0.02   # orders do move it
+    assert sp.q90 == pytest.approx(float(np.quantile(spread, 0.9))) and sp.q90 >= sp.median
+    names = trained.spec.modality_names
+    moved = [names[-1], *names[:-1]]
+    assert order_caveat(sp, names, names) == ""
+    assert order_caveat(dataclasses.replace(sp, trained_in_random_orders=True), moved, names) == ""
+    text = order_caveat(sp, moved, names)
+    assert "never saw this one" in text
+    assert f"by {number(100 * sp.median)} percentage points" in text and f"at most {number(100 * sp.q90)}" in text
+
+
+def test_explorer_warns_when_the_order_was_never_seen(engine):
+    """Bug 3, page: moving a kind of data earlier shows the caveat (with the cached measured median); the
+    dataset's order shows none."""
+    from mmn_core.explain.ordering import order_caveat, order_spread
+    trained, _, data, pos = engine
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    ok(at)
+    assert not [w for w in at.warning if "never saw" in w.value]
+    names = engine[0].spec.modality_names
+    at.button(key=S.modality_key(S.EX_UP, names[-1])).click().run()
+    ok(at)
+    assert list(at.session_state[S.EX_ORDER]) != names
+    shown = [w.value for w in at.warning if "never saw" in w.value]
+    assert len(shown) == 1
+    focus = at.session_state[S.EX_TASK]
+    test = data.subset([pos[r] for r in trained.info["test_ids"]])          # the Explorer's records, in order
+    sp = order_spread(trained, test, focus, n_records=400)
+    assert shown[0] == md(order_caveat(sp, list(at.session_state[S.EX_ORDER]), names))

@@ -36,7 +36,10 @@ def _push(attr, up: bool, spec) -> str:
             and math.isfinite(float(raw)) else ""
         return f"; the largest push came from {level}{name}{value}"
     hot = [attr.features[j].split("=", 1)[1] for j in feats if x[j] > 0.5]
-    return f"; the largest push came from {name} = {hot[0]}" if hot else f"; the largest push came from {name}"
+    ref = attr.reference.get(col)
+    vs = f" (compared with the most common value, {ref})" if ref and (not hot or ref != hot[0]) else ""
+    return f"; the largest push came from {name} = {hot[0]}{vs}" if hot else \
+        f"; the largest push came from {name}{vs}"
 
 
 def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None = None,
@@ -82,11 +85,13 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
 
 
 def explained_narrative(trained, one, task: str, present: dict | None = None, order: list[str] | None = None,
-                        cls: int | None = None, frame=None, method: str = "ig") -> list[str]:
+                        cls: int | None = None, frame=None, method: str = "ig",
+                        reference: dict | None = None) -> list[str]:
     """The narrative of the single record in `one` (a one-record TensorData) under switches `present` and
     `order`, each changed step naming the value that pushed most (Captum attributions of the task's logit
     right after that step, for class `cls` when multiclass): the CLI's sentence, for the dashboard too.
-    `frame`: the record's raw Dataset row(s), so the value is written in the spec's units."""
+    `frame`: the record's raw Dataset row(s), so the value is written in the spec's units; `reference`: the
+    categories of the attribution baseline (attribution.reference_categories)."""
     from .attribution import attribute_modalities
     from .steps import trace
     tr = trace(trained, one, present, order)
@@ -94,7 +99,7 @@ def explained_narrative(trained, one, task: str, present: dict | None = None, or
     if v.ndim == 2 and cls is None:
         cls = int(v[-1].argmax())
     attrs = attribute_modalities(trained, one, 0, task, method, present=present, order=order, own_step=True,
-                                 frame=frame, target_class=cls)
+                                 frame=frame, target_class=cls, reference=reference)
     return narrative(tr, 0, task, trained.spec, attrs, cls)
 
 
