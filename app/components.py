@@ -322,7 +322,8 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
     if td.type == "regression":
         xt = f"Effect on the predicted {td.display} ({td.units})" if td.units else "Effect on the prediction"
     else:
-        xt = f"Effect on P('{plain[1] if td.type == 'binary' else plain[ci]}') (percentage points)"
+        xt = ("Effect on the predicted probability (percentage points)" if td.type == "binary"
+              else f"Effect on P('{plain[ci]}') (percentage points)")
     where = f"after {mod_label(spec, am)}" if target.startswith("The change") else "final prediction"
     fig = F.attribution_bars(labels, np.asarray(vals), raws, F.modality_colors(spec.modality_names)[am],
                              title=f"{mod_label(spec, am)} → {td.display} ({where})", x_title=xt)
@@ -346,7 +347,7 @@ def reference_text(spec, a) -> str:
     column shown the most common value in the training data."""
     mspec = spec.modality(a.modality)
     cats = [f"{col_label(mspec, c)}: {v}" for c, v in a.reference.items()]
-    head = ("Each bar compares this record's value with a reference record: the training average for numbers"
+    head = ("Each bar compares this record's value with a reference record: the training average for measurements"
             + ("; for categories, the most common value in the training data (" + "; ".join(cats) + ")"
                if cats else "") + ". Values earlier steps added are held fixed.")
     return head
@@ -452,6 +453,7 @@ def order_caveat(b, focus: str, order) -> None:
     if list(order) == list(names):
         return
     td = b.spec.task(focus)
-    text = caveat(R.order_spread(b.ref, focus), list(order), list(names), td.units)
+    text = caveat(R.order_spread(b.ref, focus), list(order), list(names), td.units,
+                  "held-out records" if b.held_out else "records")
     if text:
         st.warning(md(text), icon=":material/swap_vert:")

@@ -3,6 +3,7 @@ the dashboard's narrative names the value that drove a step (the CLI's sentence,
 function); reordering caveat; feature bars on the modality bars' scale; categories against the training mode."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,25 @@ def test_explorer_warns_when_the_order_was_never_seen(engine):
     test = data.subset([pos[r] for r in trained.info["test_ids"]])          # the Explorer's records, in order
     sp = order_spread(trained, test, focus, n_records=400)
     assert shown[0] == md(order_caveat(sp, list(at.session_state[S.EX_ORDER]), names))
+
+
+def test_inside_a_step_names_its_scale_and_the_reference_category(explorer, engine):
+    """Bugs 4-5, page: the attribution chart's axis says percentage points, the caption names the training
+    mode of each categorical column, and the bars sum to P(record) − P(reference) in points."""
+    from mmn_core.explain.attribution import reference_categories
+    at = explorer
+    trained, _, data, _ = engine
+    m, c = _tabular_categorical(trained)
+    at.selectbox(key=S.EX_TASK).set_value("death").run()
+    at.session_state[S.EX_TABS] = "Inside a step"
+    at.session_state[S.EX_ATTR_MODALITY] = m
+    at.run()
+    ok(at)
+    fig = json.loads(next(ch for ch in at.get("plotly_chart") if ch.proto.id.endswith("ex_attr_chart")).proto.spec)
+    assert fig["layout"]["xaxis"]["title"]["text"].endswith("(percentage points)")
+    mode = reference_categories(trained, data)[m][c]
+    caps = " ".join(x.value for x in at.caption)
+    assert "most common value in the training data" in caps and md(mode) in caps
+    assert "no category" not in caps
+    at.session_state[S.EX_TABS] = "Why"
+    at.run()

@@ -96,7 +96,8 @@ def order_spread(trained: Trained, data: TensorData, task: str, n_records: int =
                        len(rows), int(np.max(r["n_orders"])), shuffled)
 
 
-def order_caveat(spread: OrderSpread, order: list[str], training_order: list[str], units: str = "") -> str:
+def order_caveat(spread: OrderSpread, order: list[str], training_order: list[str], units: str = "",
+                 records: str = "held-out records") -> str:
     """'' when `order` is the training order or the model was trained in random orders; else a caution that
     the model never saw this order in training, with how far orders move its predictions (measured)."""
     if spread.trained_in_random_orders or list(order) == list(training_order):
@@ -107,5 +108,5 @@ def order_caveat(spread: OrderSpread, order: list[str], training_order: list[str
         med, q90 = f"{number(100 * spread.median)} percentage points", number(100 * spread.q90)
     return (f"The model was trained in one fixed order and never saw this one. On this model, changing the "
             f"order moves a typical record's final prediction by {med} (median over {spread.n_records} "
-            f"held-out records, up to {spread.max_orders} orders each; 90% move by at most {q90}), so read a "
+            f"{records}, up to {spread.max_orders} orders each; 90% move by at most {q90}), so read a "
             f"change after reordering as the model's sensitivity to order, not as evidence about the person.")
