@@ -216,7 +216,8 @@ def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
                     a.plotly_chart(why_figure(spec, view, t, measured, use, classes), key=f"ex_shap__{t}",
                                    config=CHART_CONFIG)
                     c.markdown(f"**In words — {md(spec.task(t).display)}**")
-                    c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
+                    tw = R.why_narrative(b.ref, rid, tuple(use), tuple(order), t)
+                    c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(tw)))
 
 
 def trust_panel(b, task: str, use, order) -> None:
