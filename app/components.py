@@ -203,7 +203,9 @@ def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
     with c:
         trust_panel(b, focus, use, order)
     st.markdown(f"**In words — {md(spec.task(focus).display)}**")
-    st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[focus])))
+    rid = st.session_state[S.EX_RECORD]
+    words = R.why_narrative(b.ref, rid, tuple(use), tuple(order), focus, ci)   # the class the bars show
+    st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(words)))
     others = [t.name for t in spec.tasks if t.name != focus]
     if others:
         more = st.expander("The same for the other outcomes", key=S.EX_WHY_MORE, on_change="rerun")
@@ -214,7 +216,8 @@ def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
                     a.plotly_chart(why_figure(spec, view, t, measured, use, classes), key=f"ex_shap__{t}",
                                    config=CHART_CONFIG)
                     c.markdown(f"**In words — {md(spec.task(t).display)}**")
-                    c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(view.narrative[t])))
+                    tw = R.why_narrative(b.ref, rid, tuple(use), tuple(order), t)
+                    c.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(tw)))
 
 
 def trust_panel(b, task: str, use, order) -> None:
@@ -314,26 +317,41 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
     by_col = attribution_in_units(a, td.type)
     labels = [col_label(mspec, c) for c in a.columns]
     raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, "")) for c in a.columns]
-    vals = [by_col[c] for c in a.columns]
+    pp = 100.0 if td.type != "regression" else 1.0          # classification: percentage points, as the Why bars
+    vals = [by_col[c] * pp for c in a.columns]
     plain = class_names(td, classes.get(focus))
     if td.type == "regression":
         xt = f"Effect on the predicted {td.display} ({td.units})" if td.units else "Effect on the prediction"
-    elif td.type == "binary":
-        xt = f"Push on the log-odds of '{plain[1]}' (right = more likely)"
     else:
-        xt = f"Push on the score of '{plain[ci]}' (right = more likely)"
+        xt = ("Effect on the predicted probability (percentage points)" if td.type == "binary"
+              else f"Effect on P('{plain[ci]}') (percentage points)")
     where = f"after {mod_label(spec, am)}" if target.startswith("The change") else "final prediction"
     fig = F.attribution_bars(labels, np.asarray(vals), raws, F.modality_colors(spec.modality_names)[am],
                              title=f"{mod_label(spec, am)} → {td.display} ({where})", x_title=xt)
     st.plotly_chart(fig, key="ex_attr_chart", config=CHART_CONFIG)
-    st.caption("Each bar compares this record's value with an average record (the training mean); "
-               "categories are compared with 'no category'. Values earlier steps added are held fixed.")
+    st.caption(md(reference_text(spec, a)))
+    if td.type != "regression":
+        st.caption("The methods measure each value's push in log-odds; the bars rescale those pushes to "
+                   "percentage points of the prediction (the same unit as the Why bars), keeping their signs "
+                   "and ratios, so they add up to the change from the reference record to this one.")
     if a.delta is not None:
         st.caption(f"Integrated Gradients check (convergence delta): the bars add up to the change in "
-                   f"score from an average record within {F.number(abs(a.delta))} "
-                   f"(total change {F.signed(a.target_logit - a.baseline_logit)}).")
-    st.dataframe(pd.DataFrame({"Value": labels, "This record": raws, "Attribution": np.round(vals, 4)}),
+                   f"log-odds from the reference record within {F.number(abs(a.delta))} "
+                   f"(total change {F.signed(a.target_logit - a.baseline_logit)} in log-odds).")
+    unit = " (percentage points)" if td.type != "regression" else (f" ({td.units})" if td.units else "")
+    st.dataframe(pd.DataFrame({"Value": labels, "This record": raws, f"Attribution{unit}": np.round(vals, 4)}),
                  hide_index=True, key="ex_attr_table")
+
+
+def reference_text(spec, a) -> str:
+    """What the attribution bars compare this record with: the training mean, and for each categorical
+    column shown the most common value in the training data."""
+    mspec = spec.modality(a.modality)
+    cats = [f"{col_label(mspec, c)}: {v}" for c, v in a.reference.items()]
+    head = ("Each bar compares this record's value with a reference record: the training average for measurements"
+            + ("; for categories, the most common value in the training data (" + "; ".join(cats) + ")"
+               if cats else "") + ". Values earlier steps added are held fixed.")
+    return head
 
 
 def attr_raw_text(rv, units: str) -> str:
@@ -427,3 +445,16 @@ def data_tab(b, row: int, measured: dict, use) -> None:
                 part = part.rename(columns={c: f"{col_label(mspec, c)} ({mspec.units[c]})" if mspec.units.get(c)
                                             else col_label(mspec, c) for c in part.columns})
                 st.dataframe(part, hide_index=True, key=f"ex_data__{m}", height=min(400, 40 + 35 * len(part)))
+
+
+def order_caveat(b, focus: str, order) -> None:
+    """A caution under the chips when the order is one the model never met in training (nothing otherwise)."""
+    from mmn_core.explain.ordering import order_caveat as caveat
+    names = b.spec.modality_names
+    if list(order) == list(names):
+        return
+    td = b.spec.task(focus)
+    text = caveat(R.order_spread(b.ref, focus), list(order), list(names), td.units,
+                  "held-out records" if b.held_out else "records")
+    if text:
+        st.warning(md(text), icon=":material/swap_vert:")

@@ -267,7 +267,7 @@ def record_attribution(ref: Ref, record: str, use: tuple[str, ...], order: tuple
     step = (list(order).index(modality) + 1) if own_step else None
     return E.attribute(b.trained, b.data.subset([i]), 0, modality, task, step=step, method=method,
                        present=_mask(b.spec, use), order=list(order), target_class=target_class,
-                       frame=b.ds.subset([i]))
+                       frame=b.ds.subset([i]), reference=reference_categories(ref))
 
 
 @st.cache_resource(show_spinner="Preparing similar records…")
@@ -386,3 +386,33 @@ def record_story(ref: Ref, record: str, task: str):
     view = record_view(ref, record, tuple(m for m in names if bool(b.data.present[m][row])), names)
     return _record_story(b.trained, b.data, row, task, view, record, path_xy=state_map(ref).transform(view.states),
                          donors=donors(ref), reliability=reliability(ref, task))
+
+
+# --- the Why tab's sentences and the order caveat (mmn_core.explain.narration) ------------------------------------
+@st.cache_data(show_spinner="Finding what drove each step…", max_entries=256)
+def why_narrative(ref: Ref, record: str, use: tuple[str, ...], order: tuple[str, ...], task: str,
+                  cls: int | None = None) -> list[str]:
+    """mmn_core.explain.narration.explained_narrative: one sentence per step for class `cls` (multiclass),
+    each naming the value that pushed most, in the spec's units."""
+    from mmn_core.explain.narration import explained_narrative
+    b = get_bundle(ref)
+    i = b.pos[record]
+    return explained_narrative(b.trained, b.data.subset([i]), task, _mask(b.spec, use), list(order), cls,
+                               frame=b.ds.subset([i]), reference=reference_categories(ref))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def reference_categories(ref: Ref) -> dict[str, dict[str, str]]:
+    """The attribution baseline's categories: each categorical column's most common value among the
+    non-test records (mmn_core.explain.attribution.reference_categories)."""
+    from mmn_core.explain.attribution import reference_categories as rc
+    b = get_bundle(ref)
+    return rc(b.trained, b.data)
+
+
+@st.cache_data(show_spinner="Measuring how far orders move this model…", max_entries=16)
+def order_spread(ref: Ref, task: str, n_records: int = 400):
+    """mmn_core.explain.ordering.OrderSpread on a seeded sample of the Explorer records (the Cohort page's
+    order_sensitivity, bounded so the Explorer's caveat stays fast)."""
+    from mmn_core.explain.ordering import order_spread as osp
+    return osp(get_bundle(ref).trained, explorer_data(ref), task, n_records=n_records)

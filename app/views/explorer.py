@@ -187,6 +187,7 @@ def record_body() -> None:
                               disabled=pos == len(order) - 1, help="Encode one step later", type="tertiary")
         st.button("Reset to the record's data", key=S.EX_RESET, on_click=reset_view, icon=":material/restart_alt:",
                   help="Every measured kind of data on, in the dataset's order.")
+    C.order_caveat(b, focus, order)
 
     for t, fig in C.step_figures(spec, view, measured, use, classes).items():
         st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)

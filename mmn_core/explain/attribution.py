@@ -1,7 +1,7 @@
 """Feature attributions inside one modality's step, with Captum (IG, feature ablation, Shapley sampling)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -9,7 +9,7 @@ import torch
 
 from .. import run
 from ..checkpoint import Trained
-from ..data import Dataset, TensorData
+from ..data import MISSING_CAT, Dataset, TensorData
 from ._base import METHODS, _is_sequential, _one_blas_thread, _order, _present, _task
 from .coalitions import _players
 
@@ -23,7 +23,10 @@ class Attribution:
     features: model input names (one-hot as 'col=value'); source[j]: the spec column of feature j;
     values: (F,) or, for a sequence, (T, F) over the record's T observed time steps; inputs: the model inputs
     (same shape, standardized); by_column: spec column -> summed attribution (one-hot and time summed back);
-    raw: column -> value from the dataset (sequence: list over time); delta: IG convergence delta."""
+    raw: column -> value from the dataset (sequence: list over time); delta: IG convergence delta;
+    target_value / baseline_value: the prediction (binary P(positive), multiclass P(target_class); None for
+    regression) of the record and of the reference input; reference: categorical column -> the category the
+    reference input holds (empty: 'no category', the all-zero one-hot)."""
     record: str
     modality: str
     task: str
@@ -42,6 +45,9 @@ class Attribution:
     target_class: int | None
     present: bool
     value_scale: float = 1.0
+    target_value: float | None = None
+    baseline_value: float | None = None
+    reference: dict[str, str] = field(default_factory=dict)
 
 
 def _groups(source: list[str], columns: list[str]) -> np.ndarray:
@@ -69,15 +75,64 @@ def _raw(frame, record: int, mspec, rid: str, length: int) -> dict:
             for c in mspec.columns}
 
 
+# --- the reference input: the training mean, and for a category the most common one --------------------------------
+def reference_categories(trained: Trained, data: TensorData, rows=None) -> dict[str, dict[str, str]]:
+    """modality -> categorical column -> its most common category among `rows` of `data` (default: every
+    record not in the checkpoint's test split, i.e. the training and validation records) that have the
+    modality (sequences: over their observed time steps). The '(missing)' category never wins unless it is
+    all there is."""
+    if rows is None:
+        test = set(map(str, trained.info.get("test_ids") or []))
+        rows = [i for i, r in enumerate(data.ids) if str(r) not in test] or list(range(len(data)))
+    idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
+    out: dict[str, dict[str, str]] = {}
+    for m in trained.model.modality_names:
+        mspec = trained.spec.modality(m)
+        cats = trained.prep.categories.get(m, {})
+        if not cats:
+            continue
+        x = data.x[m][idx].double()
+        keep = data.present[m][idx].bool()
+        if x.dim() == 3:                  # (N, T, F): the observed time steps of present records
+            t = torch.arange(x.shape[1])[None, :] < data.lengths[m][idx][:, None]
+            x = x[t & keep[:, None]]
+        else:
+            x = x[keep]
+        counts = x.sum(0).numpy()                                         # (F,) one-hot counts
+        names = trained.prep.feature_names(mspec)
+        out[m] = {}
+        for c, values in cats.items():
+            n = np.array([counts[names.index(f"{c}={v}")] for v in values])
+            if len(values) and n.max() > 0:
+                out[m][c] = values[int(n.argmax())]
+            else:
+                out[m][c] = MISSING_CAT
+    return out
+
+
+def reference_input(trained: Trained, modality: str, like: torch.Tensor,
+                    categories: dict[str, str] | None) -> torch.Tensor:
+    """The reference of `modality`'s input, shaped like `like` ((1, F) or (1, T, F)): zeros (the training mean
+    after standardization), with each categorical column's one-hot set to `categories[column]`."""
+    base = torch.zeros_like(like)
+    names = trained.prep.feature_names(trained.spec.modality(modality))
+    for c, v in (categories or {}).items():
+        if f"{c}={v}" in names:
+            base[..., names.index(f"{c}={v}")] = 1.0
+    return base
+
+
 def attribute(trained: Trained, data: TensorData, record: int, modality: str, task: str, step: int | None = None,
               method: str = "ig", present: dict | None = None, order: list[str] | None = None,
               target_class: int | None = None, n_steps: int = 64, frame: Dataset | pd.DataFrame | None = None,
-              n_samples: int = 25) -> Attribution:
+              n_samples: int = 25, reference: dict[str, dict[str, str]] | None = None) -> Attribution:
     """Captum attributions of `modality`'s input of record `record` (a position in `data`) to `task`'s logit
     at `step` (default: last; binary/regression output 0, multiclass `target_class`, default the class
     predicted at that step). The forward function is MultiModN.forward with the record's other inputs, mask
     and order fixed: the earlier modalities set the incoming state, so the attribution is conditioned on it.
-    Baseline: zeros = the training mean after standardization (one-hot: no category)."""
+    Baseline: zeros = the training mean after standardization; a categorical column holds
+    `reference[modality][column]` (see `reference_categories`: the training mode), or no category at all
+    when `reference` is None."""
     from captum.attr import FeatureAblation, IntegratedGradients, ShapleyValueSampling
     if method not in METHODS:
         raise ValueError(f"unknown attribution method '{method}' (choose: {', '.join(METHODS)})")
@@ -113,7 +168,8 @@ def attribute(trained: Trained, data: TensorData, record: int, modality: str, ta
         return logits(xm)[:, cls]
 
     inp = x1[modality].detach().clone().float()
-    base = torch.zeros_like(inp)
+    ref_cats = dict((reference or {}).get(modality, {}))
+    base = reference_input(trained, modality, inp, ref_cats)
     with run.eval_mode(model), _one_blas_thread():
         with torch.no_grad():
             both = logits(torch.cat([inp, base]))                      # (2, C): the input and the baseline
@@ -123,6 +179,11 @@ def attribute(trained: Trained, data: TensorData, record: int, modality: str, ta
             if not 0 <= cls < tdef.n_outputs:
                 raise ValueError(f"target_class {cls} is outside 0..{tdef.n_outputs - 1}")
         target_logit, baseline_logit = float(both[0, cls]), float(both[1, cls])
+        probs = None
+        if tdef.type == "binary":
+            probs = torch.sigmoid(both[:, 0].double())
+        elif tdef.type == "multiclass":
+            probs = torch.softmax(both.double(), -1)[:, cls]
         features = trained.prep.feature_names(mspec)
         source = trained.prep.source_columns(mspec)
         groups = torch.as_tensor(_groups(source, mspec.columns))
@@ -167,7 +228,8 @@ def attribute(trained: Trained, data: TensorData, record: int, modality: str, ta
                        inputs=inputs, by_column=by_column, raw=_raw(frame, record, mspec, data.ids[record], length),
                        delta=delta, target_logit=target_logit, baseline_logit=baseline_logit,
                        target_class=cls if tdef.type == "multiclass" else None, present=is_present,
-                       value_scale=scale)
+                       value_scale=scale, target_value=None if probs is None else float(probs[0]),
+                       baseline_value=None if probs is None else float(probs[1]), reference=ref_cats)
 
 
 def attribute_modalities(trained: Trained, data: TensorData, record: int, task: str, method: str = "ig",

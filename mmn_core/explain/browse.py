@@ -149,10 +149,26 @@ def headlines(view, tasks) -> dict[str, Headline]:
 
 
 def attribution_in_units(attr, task_type: str) -> dict[str, float]:
-    """column -> attribution in the prediction's units: regression scaled to the target's units
-    (Attribution.value_scale), classification left on the logit scale."""
-    scale = attr.value_scale if task_type == "regression" else 1.0
-    return {c: float(v) * scale for c, v in attr.by_column.items()}
+    """column -> attribution in the units the Why bars use: regression in the target's units
+    (Attribution.value_scale); classification in probability (shown as percentage points), the logit
+    attributions rescaled by (p(record) − p(reference)) / (logit(record) − logit(reference)), so they keep their
+    signs and ratios and add up to the probability change from the reference input to the record (up to the IG
+    convergence delta). When the two logits are equal, the slope p(1 − p) at the record is used instead."""
+    if task_type == "regression":
+        return {c: float(v) * attr.value_scale for c, v in attr.by_column.items()}
+    return {c: float(v) * probability_scale(attr) for c, v in attr.by_column.items()}
+
+
+def probability_scale(attr) -> float:
+    """d probability / d logit of an Attribution, as a secant from its reference input to the record (1.0 when
+    the Attribution carries no probabilities, e.g. an old pickled one)."""
+    p1, p0 = attr.target_value, attr.baseline_value
+    if p1 is None or p0 is None:
+        return 1.0
+    gap = attr.target_logit - attr.baseline_logit
+    if abs(gap) > 1e-9:
+        return float((p1 - p0) / gap)
+    return float(p1 * (1 - p1))
 
 
 def neighbour_values(ds: Dataset, modality: str, ids) -> pd.DataFrame:

@@ -36,19 +36,26 @@ def _push(attr, up: bool, spec) -> str:
             and math.isfinite(float(raw)) else ""
         return f"; the largest push came from {level}{name}{value}"
     hot = [attr.features[j].split("=", 1)[1] for j in feats if x[j] > 0.5]
-    return f"; the largest push came from {name} = {hot[0]}" if hot else f"; the largest push came from {name}"
+    ref = attr.reference.get(col)
+    vs = f" (compared with the most common value, {ref})" if ref and (not hot or ref != hot[0]) else ""
+    return f"; the largest push came from {name} = {hot[0]}{vs}" if hot else \
+        f"; the largest push came from {name}{vs}"
 
 
-def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None = None) -> list[str]:
+def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None = None,
+              cls: int | None = None) -> list[str]:
     """One sentence per step (the prior first) for record i, from the trace's numbers. Binary: whole
-    percentages of P(positive); multiclass: the probability of the finally predicted class; regression: the
-    prediction in the target's units. `attributions`: modality -> Attribution, to name the largest push."""
+    percentages of P(positive); multiclass: the probability of class `cls` (default: the finally predicted
+    one); regression: the prediction in the target's units. `attributions`: modality -> Attribution, to name
+    the largest push (for multiclass, attributions of the same class)."""
     tspec = spec.task(task)
     what = tspec.display.lower() if tspec.display[:1].isupper() and not tspec.display[:2].isupper() \
         else tspec.display
     v = trace.value[task][:, i]
-    if v.ndim == 2:                                   # multiclass: follow the finally predicted class
-        c = int(v[-1].argmax())
+    if v.ndim == 2:                                   # multiclass: follow `cls`, else the predicted class
+        c = int(v[-1].argmax()) if cls is None else int(cls)
+        if not 0 <= c < v.shape[1]:
+            raise ValueError(f"class {c} is outside 0..{v.shape[1] - 1}")
         cname = tspec.class_display(trace.classes[task][c])
         v = v[:, c]
         noun, fmt = f"the predicted probability that {what} is '{cname}'", _pct
@@ -75,6 +82,25 @@ def narrative(trace: Trace, i: int, task: str, spec, attributions: dict | None =
         lines.append(f"Adding {label} {verb} {noun} from {before} to {after}"
                      f"{_push(attributions.get(m), up, spec)}.")
     return lines
+
+
+def explained_narrative(trained, one, task: str, present: dict | None = None, order: list[str] | None = None,
+                        cls: int | None = None, frame=None, method: str = "ig",
+                        reference: dict | None = None) -> list[str]:
+    """The narrative of the single record in `one` (a one-record TensorData) under switches `present` and
+    `order`, each changed step naming the value that pushed most (Captum attributions of the task's logit
+    right after that step, for class `cls` when multiclass): the CLI's sentence, for the dashboard too.
+    `frame`: the record's raw Dataset row(s), so the value is written in the spec's units; `reference`: the
+    categories of the attribution baseline (attribution.reference_categories)."""
+    from .attribution import attribute_modalities
+    from .steps import trace
+    tr = trace(trained, one, present, order)
+    v = tr.value[task][:, 0]
+    if v.ndim == 2 and cls is None:
+        cls = int(v[-1].argmax())
+    attrs = attribute_modalities(trained, one, 0, task, method, present=present, order=order, own_step=True,
+                                 frame=frame, target_class=cls, reference=reference)
+    return narrative(tr, 0, task, trained.spec, attrs, cls)
 
 
 # --- the trust element and what to measure next ----------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ import torch
 from .. import run
 from ..checkpoint import Trained
 from ..data import TensorData
+from ..fmt import number, with_units
 from ._base import _is_sequential, _present, _scalar, _task, _values
 from .coalitions import _patterns
 
@@ -65,3 +67,46 @@ def order_sensitivity(trained: Trained, data: TensorData, task: str, max_orders:
             "n_orders": n_orders, "exhaustive": exhaustive, "min_order": lo_ord, "max_order": hi_ord}
 
 
+
+
+# --- the Explorer's caveat: an order the model never saw, and how far orders move this model ---------------------
+@dataclass(frozen=True)
+class OrderSpread:
+    """How far encoder orders move one task's final prediction, measured by `order_sensitivity` on a seeded
+    sample of records. median / q90: of the per-record spread (max − min over orders), in probability
+    (classification) or the target's units (regression)."""
+    task: str
+    task_type: str
+    median: float
+    q90: float
+    n_records: int
+    max_orders: int                 # the most orders tried for one record
+    trained_in_random_orders: bool  # the checkpoint's train config had shuffle_order
+
+
+def order_spread(trained: Trained, data: TensorData, task: str, n_records: int = 400, seed: int = 0,
+                 max_orders: int = 24) -> OrderSpread:
+    """OrderSpread of `task` on at most `n_records` records of `data` drawn without replacement (seeded)."""
+    n = len(data)
+    rows = np.arange(n) if n <= n_records else np.sort(np.random.default_rng(seed).choice(n, n_records, False))
+    r = order_sensitivity(trained, data.subset(rows), task, max_orders=max_orders, seed=seed)
+    spread = np.asarray(r["spread"], dtype=float)
+    shuffled = bool((trained.info.get("train_config") or {}).get("shuffle_order", False))
+    return OrderSpread(task, _task(trained, task).type, float(np.median(spread)), float(np.quantile(spread, 0.9)),
+                       len(rows), int(np.max(r["n_orders"])), shuffled)
+
+
+def order_caveat(spread: OrderSpread, order: list[str], training_order: list[str], units: str = "",
+                 records: str = "held-out records") -> str:
+    """'' when `order` is the training order or the model was trained in random orders; else a caution that
+    the model never saw this order in training, with how far orders move its predictions (measured)."""
+    if spread.trained_in_random_orders or list(order) == list(training_order):
+        return ""
+    if spread.task_type == "regression":
+        med, q90 = with_units(spread.median, units), with_units(spread.q90, units)
+    else:
+        med, q90 = f"{number(100 * spread.median)} percentage points", number(100 * spread.q90)
+    return (f"The model was trained in one fixed order and never saw this one. On this model, changing the "
+            f"order moves a typical record's final prediction by {med} (median over {spread.n_records} "
+            f"{records}, up to {spread.max_orders} orders each; 90% move by at most {q90}), so read a "
+            f"change after reordering as the model's sensitivity to order, not as evidence about the person.")

@@ -10,7 +10,7 @@ from ..checkpoint import Trained
 from ..data import Dataset, TensorData
 from ..fmt import json_safe
 from ._base import _task
-from .attribution import attribute_modalities
+from .attribution import attribute_modalities, reference_categories
 from .coalitions import shapley
 from .narration import narrative
 from .steps import trace
@@ -87,6 +87,7 @@ def explain_record(trained: Trained, ds: Dataset, record_id: str, task: str | No
            "present": {m: bool(p[0]) for m, p in tr.present.items()},
            "skipped": [bool(s) for s in tr.skipped[:, 0]], "tasks": {}, "shapley": {}, "f_all": {}, "f_none": {},
            "features": {}, "convergence_delta": {}, "narrative": {}}
+    reference = reference_categories(trained, trained.prep.transform(ds))   # categories: the training mode
     for t in tasks:
         v, phi = tr.value[t][:, 0], sh.values[t][0]
         f_all, f_none = sh.f_all[t][0], sh.f_none[t][0]
@@ -106,7 +107,8 @@ def explain_record(trained: Trained, ds: Dataset, record_id: str, task: str | No
         out["tasks"][t] = entry
         out["shapley"][t] = {m: phi[j] for j, m in enumerate(sh.modalities)}
         out["f_all"][t], out["f_none"][t] = f_all, f_none
-        attrs = attribute_modalities(trained, data, 0, t, method, own_step=True, frame=sub, target_class=cls)
+        attrs = attribute_modalities(trained, data, 0, t, method, own_step=True, frame=sub, target_class=cls,
+                                     reference=reference)
         out["features"][t] = {m: a.by_column for m, a in attrs.items()}
         out["convergence_delta"][t] = {m: a.delta for m, a in attrs.items()}
         out["narrative"][t] = narrative(tr, 0, t, trained.spec, attrs)
