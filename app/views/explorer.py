@@ -188,7 +188,9 @@ def record_body() -> None:
         st.button("Reset to the record's data", key=S.EX_RESET, on_click=reset_view, icon=":material/restart_alt:",
                   help="Every measured kind of data on, in the dataset's order.")
 
+    wi = C.what_if_panel(b, row, focus, use, order)
     for t, fig in C.step_figures(spec, view, measured, use, classes).items():
+        fig = C.with_what_if(spec, fig, wi, t, classes) if t == focus else fig
         st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)
     st.caption("Filled dots: the step ran. Hollow dot on a dashed line and a grey band: data you switched off. "
                "Grey crossed dot on a dotted line: not measured for this record. A skipped step leaves the "

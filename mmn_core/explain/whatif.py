@@ -146,17 +146,18 @@ def raw_words(value, units: str = "") -> str:
     return f"{value} {units}".strip()
 
 
-def sentence(trained: Trained, result: WhatIf, task: str) -> str:
+def sentence(trained: Trained, result: WhatIf, task: str, lead: bool = True) -> str:
     """'With Heart rate = 140 beats/min instead of 88 beats/min, the final death prediction moves from 23% to
-    31%.' Multiclass: the class predicted first and its probability, before and after."""
+    31%.' Multiclass: the class predicted first and its probability, before and after. lead=False: without the
+    'With … instead of …,' part ('The final death prediction moves from 23% to 31%.')."""
     spec, td = trained.spec, trained.spec.task(task)
     parts = []
     for e in result.edits:
         m = spec.modality(e.modality)
         units = m.units.get(e.column, "")
         parts.append((m.column_labels.get(e.column, e.column), raw_words(e.new, units), raw_words(e.old, units)))
-    lead = "With " + " and ".join(f"{n} = {new}" for n, new, _ in parts) + " instead of " + \
-        " and ".join(old for _, _, old in parts)
+    head = ("With " + " and ".join(f"{n} = {new}" for n, new, _ in parts) + " instead of "
+            + " and ".join(old for _, _, old in parts) + ", the") if lead else "The"
     a, b = result.original[task][-1], result.edited[task][-1]
     if td.type == "multiclass":
         cls = trained.prep.classes[task]
@@ -170,5 +171,11 @@ def sentence(trained: Trained, result: WhatIf, task: str) -> str:
         x, y, size = with_units(a, td.units), with_units(b, td.units), signed(b - a, td.units)
     what = td.display.lower() if td.display[:1].isupper() and not td.display[:2].isupper() else td.display
     if x == y:                          # equal once rounded: say how small the change is
-        return f"{lead}, the final {what} prediction stays at {x} ({size})."
-    return f"{lead}, the final {what} prediction moves from {x} to {y}."
+        return f"{head} final {what} prediction stays at {x} ({size})."
+    return f"{head} final {what} prediction moves from {x} to {y}."
+
+
+def step_size(trained: Trained, modality: str, column: str) -> float:
+    """A sensible +/- step for a numeric feature's input: a power of ten near a tenth of its training spread."""
+    std = trained.prep.numeric[modality][column][1]
+    return float(10.0 ** math.floor(math.log10(std / 10))) if std > 0 else 1.0
