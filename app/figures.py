@@ -871,16 +871,19 @@ def what_if_path(fig: go.Figure, original: np.ndarray, edited: np.ndarray, *, ta
                  for j in xs]
         out.add_trace(go.Scatter(x=xs, y=[scale * float(v) for v in e], mode="lines+markers", hovertext=hover,
                                  hoverinfo="text", showlegend=False, name=f"{lab}{esc(name)}",
-                                 line=dict(color=col, width=2.5, dash="dashdot"),
-                                 marker=dict(symbol="diamond", size=10, color=col, line=dict(width=1, color="white"))))
+                                 line=dict(color=col, width=2, dash="dashdot"),
+                                 marker=dict(symbol="diamond", size=9, color=col, line=dict(width=1, color="white"))))
     if task_type == "regression":       # the range was fitted to the original path: widen it to hold both
         lo, hi = fig.layout.yaxis.range or (None, None)
         if lo is not None:
             shown = np.concatenate([edited.ravel(), [lo, hi]])
             pad = 0.05 * (shown.max() - shown.min()) or 1.0
             out.update_yaxes(range=[min(lo, edited.min() - pad), max(hi, edited.max() + pad)])
-    out.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=esc(name), legend="legend2",
-                             line=dict(color=WHATIF_COLOR, width=2.5, dash="dashdot"),
-                             marker=dict(symbol="diamond", size=10, color=WHATIF_COLOR), hoverinfo="skip",
+    # the key in the first legend (the row above the plot), not beside the kinds of step: that row is full
+    out.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=esc(name),
+                             line=dict(color=WHATIF_COLOR, width=2, dash="dashdot"),
+                             marker=dict(symbol="diamond", size=9, color=WHATIF_COLOR), hoverinfo="skip",
                              showlegend=True, legendrank=2000))
+    if one:                             # a binary / regression chart had no such row: make room for it
+        out.update_layout(height=(fig.layout.height or 340) + 26, margin_t=(fig.layout.margin.t or 46) + 26)
     return out

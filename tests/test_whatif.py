@@ -138,3 +138,39 @@ def test_sentence_states_the_engine_numbers(fx):
     assert (f"moves from {a} to {b}." in s) if a != b else (f"stays at {a} (" in s)
     js = r.to_json()
     assert js["edits"][0]["new"] == 140.0 and len(js["edited"]["death"]) == len(r.steps)
+
+
+# --- the figure: the edited path over the step chart -------------------------------------------------------------
+def _step_chart(values, task_type="binary", units=""):
+    from app import figures as F
+    k = len(values) - 1
+    steps = ["prior"] + [f"m{j}" for j in range(k)]
+    return F.step_chart(steps, ["Prior"] + [f"M {j}" for j in range(k)], values, np.zeros(k, dtype=bool),
+                        task_type=task_type, task_label="Death", colors=F.modality_colors(steps[1:]), units=units)
+
+
+def test_what_if_path_draws_the_edited_values_and_keeps_the_original():
+    from app import figures as F
+    from tests.test_accessibility import contrast
+    orig, edit = np.array([0.2, 0.3, 0.5]), np.array([0.2, 0.35, 0.61])
+    base = _step_chart(orig)
+    fig = F.what_if_path(base, orig, edit, task_type="binary", name="what if <b>HR</b> = 140")
+    assert fig is not base and len(fig.data) == len(base.data) + 2 and fig.data[:len(base.data)] == base.data
+    path = fig.data[len(base.data)]
+    assert np.allclose(path.y, 100 * edit) and list(path.x) == [0, 1, 2] and path.line.color == F.WHATIF_COLOR
+    assert "+11 points" in path.hovertext[2] and "61%" in path.hovertext[2] and "was 50%" in path.hovertext[2]
+    assert fig.data[-1].name == "what if &lt;b&gt;HR&lt;/b&gt; = 140" and fig.data[-1].showlegend  # escaped key
+    assert fig.layout.margin.t == base.layout.margin.t + 26
+    assert contrast(F.WHATIF_COLOR) >= 3.0
+    # regression: the y range grows to hold an edited value beyond the original path
+    r0, r1 = np.array([10.0, 12.0, 11.0]), np.array([10.0, 12.0, 30.0])
+    rb = _step_chart(r0, "regression", "kg")
+    rf = F.what_if_path(rb, r0, r1, task_type="regression", units="kg")
+    assert rf.layout.yaxis.range[1] > 30 >= rb.layout.yaxis.range[1]
+    # multiclass: one edited line per class
+    m0 = np.array([[0.5, 0.5], [0.6, 0.4]])
+    mf = F.what_if_path(_step_chart(m0, "multiclass"), m0, m0[:, ::-1], task_type="multiclass", classes=["a", "b"])
+    lines = [t for t in mf.data if t.mode == "lines+markers" and t.x[0] is not None]
+    assert len(lines) == 2 and np.allclose(lines[0].y, [50, 40])
+    with pytest.raises(ValueError, match="differ in shape"):
+        F.what_if_path(base, orig, edit[:2], task_type="binary")
