@@ -450,6 +450,45 @@ def _wi_reset(b, row: int, m: str, c: str) -> None:
     ss[S.EX_WI_CATEGORY] = label_str(cur) if cur is not None and kind == "categorical" else None
 
 
+def _wi_from_link(b, row: int, mods: list[str]) -> bool:
+    """Apply a shared link's edit to the what-if widgets (once, for its record); True when applied. A stale
+    link (another kind of data, an unknown measurement, a value that is not a number) shows a warning."""
+    from mmn_core.explain.whatif import categories, feature_kind
+    ss = st.session_state
+    link = ss.get(S.EX_WI_PENDING)
+    if not link or link.get("record") != b.ds.ids[row]:
+        return False
+    ss.pop(S.EX_WI_PENDING)
+    m, c, v = (link.get(k) for k in S.WI_URL_FIELDS)
+    if m is None:
+        return False
+    if m not in mods or c not in b.spec.modality(m).columns:
+        st.warning("The shared link's what-if value is not one of this record's measurements; it is left out.")
+        return False
+    ss[S.EX_WI_MODALITY], ss[S.EX_WI_FEATURE] = m, c
+    ss[S.EX_WI_FOR] = (b.ref, b.ds.ids[row], m, c)
+    if feature_kind(b.trained, m, c) == "numeric":
+        try:
+            ss[S.EX_WI_NUMBER] = float(v)
+        except (TypeError, ValueError):
+            st.warning(f"The shared link's what-if value {md(v)} is not a number; it is left out.")
+            _wi_reset(b, row, m, c)
+    elif v in categories(b.trained, m, c):
+        ss[S.EX_WI_CATEGORY] = v
+    else:
+        st.warning(f"The shared link's what-if value {md(v)} is not a category the model knows; it is left out.")
+        _wi_reset(b, row, m, c)
+    return True
+
+
+def what_if_link(wi) -> dict:
+    """The shareable link's fields of a what-if edit (empty without one)."""
+    if wi is None:
+        return {}
+    e = wi.edits[0]
+    return {"wi_data": e.modality, "wi_column": e.column, "wi_value": str(e.new)}
+
+
 def what_if_panel(b, row: int, focus: str, use, order):
     """The 'What if a value were different?' expander: pick a used kind of data and a measurement, see its value
     with units, enter another. Returns the engine's WhatIf (mmn_core.explain.whatif) when a value differs from
@@ -458,7 +497,8 @@ def what_if_panel(b, row: int, focus: str, use, order):
     from mmn_core.data import label_str
     spec, ss = b.spec, st.session_state
     mods = [m for m in order if m in use and spec.modality(m).kind == "tabular"]
-    with st.expander("What if a value were different?", key=S.EX_WI, icon=":material/tune:"):
+    shared = _wi_from_link(b, row, mods)
+    with st.expander("What if a value were different?", expanded=shared, key=S.EX_WI, icon=":material/tune:"):
         if not mods:
             st.caption("No kind of data with single values is used for this record: switch one on above.")
             return None

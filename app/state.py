@@ -135,9 +135,11 @@ PR_STEP = "_pr_step"                # presentation: the slide shown (0 = before 
 PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advances on a timer)
 PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)
 EX_WI_FOR = "_ex_wi_for"            # (ref, record, modality, feature) the what-if widgets were set up for
+EX_WI_PENDING = "_ex_wi_pending"    # a shared link's what-if edit {record, wi_data, wi_column, wi_value}
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
-URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "wi_data", "wi_column", "wi_value")
+WI_URL_FIELDS = ("wi_data", "wi_column", "wi_value")   # the what-if edit: modality, column, new raw value
 
 
 def modality_key(prefix: str, modality: str) -> str:
@@ -151,7 +153,8 @@ WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstan
 
 # --- URL ---------------------------------------------------------------------------------------------------
 def view_from_query(params: MutableMapping[str, Any]) -> dict:
-    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step}.
+    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step, wi_data,
+    wi_column, wi_value}.
 
     Unknown names are validated later against the dataset (a stale link shows a warning, not an error)."""
     view: dict = {}

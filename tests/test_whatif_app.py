@@ -115,3 +115,39 @@ def test_a_category_edit_and_a_refused_value(engine):
     assert any(e.value.replace("\\", "").startswith("age needs a finite number") for e in at.error), \
         [e.value for e in at.error]
     assert not _whatif_traces(_chart(at, "ex_chart__death"))
+
+
+def test_the_what_if_edit_travels_in_the_shareable_link(engine):
+    trained, ds, data, pos = engine
+    rid = trained.info["test_ids"][3]
+    row = pos[rid]
+    names = trained.spec.modality_names
+    use = [m for m in names if bool(data.present[m][row])]
+    assert "demographics" in use
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update(dataset="support2", record=rid, wi_data="demographics", wi_column="age", wi_value="45")
+    at.run()
+    _ok(at)
+    assert at.session_state[S.EX_RECORD] == rid
+    assert at.number_input(key=S.EX_WI_NUMBER).value == 45
+    mask = {m: np.array([m in use]) for m in names}
+    want = W.what_if(trained, ds, row, {("demographics", "age"): 45.0}, mask, names)
+    assert f"**{md(W.sentence(trained, want, 'death'))}**" in [m.value for m in at.markdown]
+    assert np.allclose(_whatif_traces(_chart(at, "ex_chart__death"))[0]["y"], 100 * want.edited["death"])
+    # the page writes the edit back into the link; another value replaces it; reset removes it
+    q = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert (q["wi_data"], q["wi_column"], float(q["wi_value"])) == ("demographics", "age", 45.0)
+    at.number_input(key=S.EX_WI_NUMBER).set_value(50.0).run()
+    q = {k: (v[-1] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert float(q["wi_value"]) == 50.0
+    at.button(key=S.EX_WI_RESET).click().run()
+    assert "wi_value" not in at.query_params
+    # a stale link: a warning, the record's own value, no what-if
+    at2 = AppTest.from_file(APP, default_timeout=120)
+    at2.query_params.update(dataset="support2", record=rid, wi_data="demographics", wi_column="age",
+                            wi_value="old")
+    at2.run()
+    _ok(at2)
+    assert any("is not a number" in w.value for w in at2.warning)
+    assert at2.number_input(key=S.EX_WI_NUMBER).value == pytest.approx(float(ds.frame.iloc[row]["age"]))
+    assert not _whatif_traces(_chart(at2, "ex_chart__death"))
