@@ -539,6 +539,12 @@ def what_if_panel(b, row: int, focus: str, use, order):
         except ValueError as err:
             st.error(md(err), icon="⚠️")
             return None
+        if numeric:
+            lo, hi = W.seen_range(b.trained, b.ds, m, c)
+            if not lo <= float(new) <= hi:
+                st.warning(f"{md(W.raw_words(float(new), units))} is outside the values of the records the model "
+                           f"learned from ({md(W.raw_words(lo, units))} to {md(W.raw_words(hi, units))}): its "
+                           f"prediction there is an extrapolation.", icon=":material/warning:")
         st.markdown(f"**{md(W.sentence(b.trained, wi, focus))}**")
         others = [t.name for t in spec.tasks if t.name != focus]
         if others:

@@ -174,3 +174,15 @@ def test_what_if_path_draws_the_edited_values_and_keeps_the_original():
     assert len(lines) == 2 and np.allclose(lines[0].y, [50, 40])
     with pytest.raises(ValueError, match="differ in shape"):
         F.what_if_path(base, orig, edit[:2], task_type="binary")
+
+
+def test_seen_range_is_the_training_records_min_and_max(fx):
+    from mmn_core.acquire import training_pool
+    trained, ds, _, _ = fx
+    lo, hi = W.seen_range(trained, ds, "demographics", "age")
+    ages = ds.frame["age"].iloc[training_pool(trained, ds)]
+    assert (lo, hi) == (float(ages.min()), float(ages.max())) and lo < hi
+    # only the training records count: in SUPPORT2 the oldest patient (101.8 y) is not one of them (100.8 y)
+    assert float(ds.frame["age"].min()) <= lo and hi < float(ds.frame["age"].max())
+    with pytest.raises(ValueError, match="not a numeric"):
+        W.seen_range(trained, ds, "demographics", "sex")

@@ -108,6 +108,15 @@ def test_a_category_edit_and_a_refused_value(engine):
     mask = {m: np.array([m in use]) for m in trained.spec.modality_names}
     want = W.what_if(trained, ds, row, {("demographics", "sex"): other}, mask, names)
     assert f"**{md(W.sentence(trained, want, 'death'))}**" in [m.value for m in at.markdown]
+    # a number beyond the training records' values: computed, with a warning naming that range
+    at.selectbox(key=S.EX_WI_FEATURE).set_value("age").run()
+    at.number_input(key=S.EX_WI_NUMBER).set_value(130.0).run()
+    _ok(at)
+    lo, hi = W.seen_range(trained, ds, "demographics", "age")
+    warn = f"{md(W.raw_words(130.0, 'years'))} is outside the values of the records the model learned from " \
+           f"({md(W.raw_words(lo, 'years'))} to {md(W.raw_words(hi, 'years'))})"
+    assert any(w.value.startswith(warn) for w in at.warning), [w.value for w in at.warning]
+    assert _whatif_traces(_chart(at, "ex_chart__death"))
     # a number the model cannot read: one clear line naming the feature
     at.selectbox(key=S.EX_WI_FEATURE).set_value("age").run()
     at.number_input(key=S.EX_WI_NUMBER).set_value(1e200).run()

@@ -179,3 +179,14 @@ def step_size(trained: Trained, modality: str, column: str) -> float:
     """A sensible +/- step for a numeric feature's input: a power of ten near a tenth of its training spread."""
     std = trained.prep.numeric[modality][column][1]
     return float(10.0 ** math.floor(math.log10(std / 10))) if std > 0 else 1.0
+
+
+def seen_range(trained: Trained, ds: Dataset, modality: str, column: str) -> tuple[float, float]:
+    """(lowest, highest) value of a numeric feature among the records the model was trained on (NaN, NaN when
+    none has it): outside it the model extrapolates."""
+    from ..acquire import training_pool      # here, not at the top: acquire reads the explain package
+    if feature_kind(trained, modality, column) != "numeric":
+        raise ValueError(f"'{column}' is not a numeric measurement")
+    v = pd.to_numeric(ds.frame[column].iloc[training_pool(trained, ds)], errors="coerce").to_numpy(dtype=float)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if len(v) else (math.nan, math.nan)
