@@ -458,3 +458,141 @@ def order_caveat(b, focus: str, order) -> None:
                   "held-out records" if b.held_out else "records")
     if text:
         st.warning(md(text), icon=":material/swap_vert:")
+
+
+# --- what if a value were different? ------------------------------------------------------------------------------
+WHATIF_HELP = ("Change one measured value of this record and the model reads the record again, step by step, "
+               "with everything else as it is (the switches and the order above included). This shows what the "
+               "model does with the value; it does not say what would happen to the person.")
+
+
+def _wi_current(b, row: int, m: str, c: str):
+    v = b.ds.frame.iloc[row][c]
+    return None if pd.isna(v) else v
+
+
+def _wi_reset(b, row: int, m: str, c: str) -> None:
+    """Both value widgets back to the record's own value of (m, c)."""
+    from mmn_core.data import label_str
+    ss, cur = st.session_state, _wi_current(b, row, m, c)
+    from mmn_core.explain.whatif import feature_kind
+    kind = feature_kind(b.trained, m, c)
+    ss[S.EX_WI_NUMBER] = float(cur) if cur is not None and kind == "numeric" else None
+    ss[S.EX_WI_CATEGORY] = label_str(cur) if cur is not None and kind == "categorical" else None
+
+
+def _wi_from_link(b, row: int, mods: list[str]) -> bool:
+    """Apply a shared link's edit to the what-if widgets (once, for its record); True when applied. A stale
+    link (another kind of data, an unknown measurement, a value that is not a number) shows a warning."""
+    from mmn_core.explain.whatif import categories, feature_kind
+    ss = st.session_state
+    link = ss.get(S.EX_WI_PENDING)
+    if not link or link.get("record") != b.ds.ids[row]:
+        return False
+    ss.pop(S.EX_WI_PENDING)
+    m, c, v = (link.get(k) for k in S.WI_URL_FIELDS)
+    if m is None:
+        return False
+    if m not in mods or c not in b.spec.modality(m).columns:
+        st.warning("The shared link's what-if value is not one of this record's measurements; it is left out.")
+        return False
+    ss[S.EX_WI_MODALITY], ss[S.EX_WI_FEATURE] = m, c
+    ss[S.EX_WI_FOR] = (b.ref, b.ds.ids[row], m, c)
+    if feature_kind(b.trained, m, c) == "numeric":
+        try:
+            ss[S.EX_WI_NUMBER] = float(v)
+        except (TypeError, ValueError):
+            st.warning(f"The shared link's what-if value {md(v)} is not a number; it is left out.")
+            _wi_reset(b, row, m, c)
+    elif v in categories(b.trained, m, c):
+        ss[S.EX_WI_CATEGORY] = v
+    else:
+        st.warning(f"The shared link's what-if value {md(v)} is not a category the model knows; it is left out.")
+        _wi_reset(b, row, m, c)
+    return True
+
+
+def what_if_link(wi) -> dict:
+    """The shareable link's fields of a what-if edit (empty without one)."""
+    if wi is None:
+        return {}
+    e = wi.edits[0]
+    return {"wi_data": e.modality, "wi_column": e.column, "wi_value": str(e.new)}
+
+
+def what_if_panel(b, row: int, focus: str, use, order):
+    """The 'What if a value were different?' expander: pick a used kind of data and a measurement, see its value
+    with units, enter another. Returns the engine's WhatIf (mmn_core.explain.whatif) when a value differs from
+    the record's own, else None; a value the model cannot read is shown with st.error."""
+    from mmn_core.explain import whatif as W
+    from mmn_core.data import label_str
+    spec, ss = b.spec, st.session_state
+    mods = [m for m in order if m in use and spec.modality(m).kind == "tabular"]
+    shared = _wi_from_link(b, row, mods)
+    with st.expander("What if a value were different?", expanded=shared, key=S.EX_WI, icon=":material/tune:"):
+        if not mods:
+            st.caption("No kind of data with single values is used for this record: switch one on above.")
+            return None
+        if ss.get(S.EX_WI_MODALITY) not in mods:
+            ss[S.EX_WI_MODALITY] = mods[0]
+        a, c1, c2 = st.columns([1, 1, 1], gap="small", vertical_alignment="bottom")
+        m = a.selectbox("Kind of data", mods, key=S.EX_WI_MODALITY, format_func=lambda x: label_md(mod_label(spec, x)))
+        mspec = spec.modality(m)
+        if ss.get(S.EX_WI_FEATURE) not in mspec.columns:
+            ss[S.EX_WI_FEATURE] = mspec.columns[0]
+        c = c1.selectbox("Measurement", mspec.columns, key=S.EX_WI_FEATURE,
+                         format_func=lambda x: label_md(col_label(mspec, x)))
+        here = (b.ref, b.ds.ids[row], m, c)
+        numeric = W.feature_kind(b.trained, m, c) == "numeric"
+        fresh = (S.EX_WI_NUMBER if numeric else S.EX_WI_CATEGORY) not in ss     # widget key dropped: page left
+        if ss.get(S.EX_WI_FOR) != here or fresh:   # another record or feature: start from its own value
+            _wi_reset(b, row, m, c)
+            ss[S.EX_WI_FOR] = here
+        units, cur = mspec.units.get(c, ""), _wi_current(b, row, m, c)
+        if numeric:
+            step = W.step_size(b.trained, m, c)
+            digits = max(0, -int(np.floor(np.log10(step))))
+            new = c2.number_input(f"New value ({label_md(units)})" if units else "New value", key=S.EX_WI_NUMBER,
+                                  step=step, format=f"%.{digits}f", placeholder="type a number")
+            changed = new is not None and (cur is None or float(new) != float(cur))
+        else:
+            cats = W.categories(b.trained, m, c)
+            new = c2.selectbox("New value", cats, key=S.EX_WI_CATEGORY, placeholder="choose a value",
+                               format_func=label_md)
+            changed = new is not None and (cur is None or new != label_str(cur))
+        st.caption(f"This record's value: **{md(W.raw_words(cur, units))}**. {WHATIF_HELP}")
+        st.button("Back to the record's value", key=S.EX_WI_RESET, on_click=_wi_reset, args=(b, row, m, c),
+                  icon=":material/restart_alt:", disabled=not changed)
+        if not changed:
+            return None
+        try:
+            wi = W.what_if(b.trained, b.ds, row, {(m, c): new}, R._mask(spec, use), list(order))
+        except ValueError as err:
+            st.error(md(err), icon="⚠️")
+            return None
+        if numeric:
+            lo, hi = W.seen_range(b.trained, b.ds, m, c)
+            if not lo <= float(new) <= hi:
+                st.warning(f"{md(W.raw_words(float(new), units))} is outside the values of the records the model "
+                           f"learned from ({md(W.raw_words(lo, units))} to {md(W.raw_words(hi, units))}): its "
+                           f"prediction there is an extrapolation.", icon=":material/warning:")
+        st.markdown(f"**{md(W.sentence(b.trained, wi, focus))}**")
+        others = [t.name for t in spec.tasks if t.name != focus]
+        if others:
+            st.caption(" ".join(md(W.sentence(b.trained, wi, t, lead=False)) for t in others))
+        st.caption("The focus outcome's chart below draws this path as purple diamonds on a dash-dot line, over "
+                   "the record's own path.")
+        return wi
+
+
+def with_what_if(spec, fig, wi, task: str, classes: dict):
+    """The step chart `fig` of `task` with the what-if path over it (unchanged when wi is None)."""
+    if wi is None:
+        return fig
+    td = spec.task(task)
+    e = wi.edits[0]
+    mspec = spec.modality(e.modality)
+    from mmn_core.explain.whatif import raw_words
+    name = f"what if {col_label(mspec, e.column)} = {raw_words(e.new, mspec.units.get(e.column, ''))}"
+    return F.what_if_path(fig, wi.original[task], wi.edited[task], task_type=td.type, units=td.units,
+                          classes=class_names(td, classes.get(task)), name=name)

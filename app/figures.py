@@ -841,3 +841,49 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
     return _fig(traces, None, max(height, 400), xa, ya, font=BIG_FONT, transition=TRANSITION,
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0, font=dict(size=14)),
                 margin=dict(l=10, r=10, t=40, b=90 if outcome_type == "regression" else 40))
+
+
+# --- Explorer: a what-if path over the step chart -----------------------------------------------------------------
+WHATIF_COLOR = "#762A83"          # deep purple: apart from the grey step line and the modality markers; 9:1 on white
+
+
+def what_if_path(fig: go.Figure, original: np.ndarray, edited: np.ndarray, *, task_type: str, units: str = "",
+                 classes: Sequence[str] | None = None, name: str = "what-if") -> go.Figure:
+    """A copy of a `step_chart` with the edited record's path drawn over it (the original is left as it is).
+
+    original / edited: (K+1,) — binary P(positive), regression in units — or (K+1, C) class probabilities, the
+    same steps as the chart; name: the key's text (user text, escaped here). Diamonds on a dash-dot line in
+    WHATIF_COLOR (multiclass: one line per class in the chart's class colours); hover = the value and its change
+    from the original at that step."""
+    original, edited = np.asarray(original, dtype=float), np.asarray(edited, dtype=float)
+    if original.shape != edited.shape:
+        raise ValueError(f"original {original.shape} and edited {edited.shape} paths differ in shape")
+    scale = 100.0 if task_type in ("binary", "multiclass") else 1.0
+    xs = list(range(original.shape[0]))
+    one = original.ndim == 1
+    series = [(original, edited)] if one else [(original[:, c], edited[:, c]) for c in range(original.shape[1])]
+    colors = [WHATIF_COLOR] if one else _sample_scale(len(series))
+    labels = [""] if one else [f"{esc(c)}: " for c in (classes or [f"class {c + 1}" for c in range(len(series))])]
+    out = go.Figure(fig)
+    for (o, e), col, lab in zip(series, colors, labels):
+        hover = [f"<b>{esc(name)}</b><br>{lab}{_value_text(task_type, e[j], units)} (was "
+                 f"{_value_text(task_type, o[j], units)}: {_change_text(task_type, e[j] - o[j], units)})"
+                 for j in xs]
+        out.add_trace(go.Scatter(x=xs, y=[scale * float(v) for v in e], mode="lines+markers", hovertext=hover,
+                                 hoverinfo="text", showlegend=False, name=f"{lab}{esc(name)}",
+                                 line=dict(color=col, width=2, dash="dashdot"),
+                                 marker=dict(symbol="diamond", size=9, color=col, line=dict(width=1, color="white"))))
+    if task_type == "regression":       # the range was fitted to the original path: widen it to hold both
+        lo, hi = fig.layout.yaxis.range or (None, None)
+        if lo is not None:
+            shown = np.concatenate([edited.ravel(), [lo, hi]])
+            pad = 0.05 * (shown.max() - shown.min()) or 1.0
+            out.update_yaxes(range=[min(lo, edited.min() - pad), max(hi, edited.max() + pad)])
+    # the key in the first legend (the row above the plot), not beside the kinds of step: that row is full
+    out.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=esc(name),
+                             line=dict(color=WHATIF_COLOR, width=2, dash="dashdot"),
+                             marker=dict(symbol="diamond", size=9, color=WHATIF_COLOR), hoverinfo="skip",
+                             showlegend=True, legendrank=2000))
+    if one:                             # a binary / regression chart had no such row: make room for it
+        out.update_layout(height=(fig.layout.height or 340) + 26, margin_t=(fig.layout.margin.t or 46) + 26)
+    return out

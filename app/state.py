@@ -35,6 +35,12 @@ EX_MEASURE_MODALITY = "ex_measure_modality"  # selectbox: whose K neighbours' va
 EX_MEASURE_MORE = "ex_measure_more"  # expander (lazy): the K neighbours' values
 EX_REPORT = "ex_report"             # download_button: HTML report of this view
 EX_ORDER = "ex_order"               # (not a widget) list of modality names in encoding order
+EX_WI = "ex_wi"                     # expander: "What if a value were different?"
+EX_WI_MODALITY = "ex_wi_modality"   # selectbox: the kind of data whose value is edited (used, tabular)
+EX_WI_FEATURE = "ex_wi_feature"     # selectbox: the measurement edited
+EX_WI_NUMBER = "ex_wi_number"       # number_input: its new value (numeric measurement)
+EX_WI_CATEGORY = "ex_wi_category"   # selectbox: its new value (categorical measurement: the model's categories)
+EX_WI_RESET = "ex_wi_reset"         # button: back to the record's own value
 
 # Cohort
 CO_TASK = "co_task"                 # selectbox
@@ -128,9 +134,12 @@ EX_CHOSEN = "_ex_chosen"            # the Explorer's chosen record, kept when th
 PR_STEP = "_pr_step"                # presentation: the slide shown (0 = before any data … K + 1 = summary)
 PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advances on a timer)
 PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)
+EX_WI_FOR = "_ex_wi_for"            # (ref, record, modality, feature) the what-if widgets were set up for
+EX_WI_PENDING = "_ex_wi_pending"    # a shared link's what-if edit {record, wi_data, wi_column, wi_value}
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
-URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "wi_data", "wi_column", "wi_value")
+WI_URL_FIELDS = ("wi_data", "wi_column", "wi_value")   # the what-if edit: modality, column, new raw value
 
 
 def modality_key(prefix: str, modality: str) -> str:
@@ -144,7 +153,8 @@ WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstan
 
 # --- URL ---------------------------------------------------------------------------------------------------
 def view_from_query(params: MutableMapping[str, Any]) -> dict:
-    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step}.
+    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step, wi_data,
+    wi_column, wi_value}.
 
     Unknown names are validated later against the dataset (a stale link shows a warning, not an error)."""
     view: dict = {}

@@ -38,6 +38,7 @@ if url:
     if rid is not None and rid in set(table["id"]):
         ss[S.EX_RECORD] = ss[S.EX_CHOSEN] = rid
         ss["_ex_pending"] = {"record": rid, "off": url.get("off", []), "order": url.get("order")}
+        ss[S.EX_WI_PENDING] = {"record": rid, **{k: url[k] for k in S.WI_URL_FIELDS if k in url}}
         for k in (S.EX_SEARCH, S.EX_OUTCOME, S.EX_PATTERN):
             ss.pop(k, None)
     elif rid is not None:
@@ -189,7 +190,9 @@ def record_body() -> None:
                   help="Every measured kind of data on, in the dataset's order.")
     C.order_caveat(b, focus, order)
 
+    wi = C.what_if_panel(b, row, focus, use, order)
     for t, fig in C.step_figures(spec, view, measured, use, classes).items():
+        fig = C.with_what_if(spec, fig, wi, t, classes) if t == focus else fig
         st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)
     st.caption("Filled dots: the step ran. Hollow dot on a dashed line and a grey band: data you switched off. "
                "Grey crossed dot on a dotted line: not measured for this record. A skipped step leaves the "
@@ -230,6 +233,7 @@ def record_body() -> None:
     off = [m for m in names if measured[m] and m not in use]
     link = {"dataset": ss.get(S.DATASET), "record": rid, "off": off, "order": order, "task": focus,
             "step": ss.get(S.EX_ATTR_MODALITY) if ss.get(S.EX_ATTR_MODALITY) in names else None}
+    link.update(C.what_if_link(wi))
     query = S.view_to_query(link)
     if dict(st.query_params) != query:
         st.query_params.from_dict(query)
