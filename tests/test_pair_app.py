@@ -31,7 +31,9 @@ def engine():
 def open_link(**query) -> AppTest:
     """A session that follows a link to the comparison page (AppTest starts on the main page, so the link
     arrives as the Explorer's "Compare" link does: a new query on the page)."""
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"dataset": query.get("dataset", "support2")})    # the session's dataset
+    at.run()
     at.query_params.clear()
     at.query_params.update(query)
     at.switch_page("views/pair.py").run()
@@ -98,3 +100,25 @@ def test_same_record_on_both_sides_differs_only_from_the_switched_off_step(engin
     at.button(key=S.PA_SAME).click().run()
     assert at.session_state[S.PA_RECORD_B] == rid and at.session_state[S.PA_OFF_B] == []
     assert set(table(at)["B − A"]) == {"no change"}
+
+
+@pytest.mark.parametrize("name,kind", [("support2", "multiclass"), ("star", "regression")])
+def test_multiclass_and_regression_outcomes_show_the_engine_numbers(name, kind):
+    """Multiclass: one class (A's prediction) followed on both sides; regression: the target's units."""
+    from app import resources as R
+    from mmn_core.explain.pair import record_pair
+    if not (R.shipped_dir(name, "multimodn") / "config.json").is_file():
+        pytest.skip(f"no shipped checkpoint for {name}")
+    b = R.get_bundle(R.active_ref({S.DATASET: name}))
+    td = next(t for t in b.spec.tasks if t.type == kind)
+    ids = b.trained.info["test_ids"]
+    at = open_link(dataset=name, record=ids[0], record2=ids[1], task=td.name)
+    assert at.session_state[S.PA_RECORD_A] == ids[0] and at.session_state[S.PA_RECORD_B] == ids[1]
+    want = record_pair(b.trained, b.data, b.pos[ids[0]], b.pos[ids[1]], td.name)
+    shown = F.pct if kind == "multiclass" else (lambda v: F.with_units(v, td.units))
+    tb = table(at)
+    assert tb["A"].tolist() == [shown(v) for v in want.values_a]
+    assert tb["B"].tolist() == [shown(v) for v in want.values_b]
+    assert any(m.value == md(want.sentence) for m in at.markdown)
+    if kind == "multiclass":
+        assert want.class_index == int(np.asarray(want.a.value[td.name][-1]).argmax())
