@@ -896,8 +896,8 @@ def aligned_shapley_bars(names: Sequence[str], labels: Sequence[str], values: np
         ticks.append(f"<span style='color:{STATUS_COLOR}'>{name}</span> {status_caption(why)}" if why else name)
     width = max((len(line) for lab in labels for line in wrap(lab, 16).split("<br>")), default=8)
     title = fig.layout.xaxis.title.text or ""
-    fig.update_xaxes(range=[-PAIR_BAR_ROOM * s, PAIR_BAR_ROOM * s], title=dict(text=title.replace(" (percentage points)", " (points)")
-                                                           .replace("<br>(percentage points)", " (points)")))
+    title = title.replace("<br>(percentage points)", " (points)").replace(" (percentage points)", " (points)")
+    fig.update_xaxes(range=[-PAIR_BAR_ROOM * s, PAIR_BAR_ROOM * s], title=dict(text=title))
     fig.update_yaxes(ticktext=ticks)
     fig.update_layout(margin=dict(l=24 + 7 * width, r=60, t=50, b=50))
     return fig

@@ -122,3 +122,12 @@ def test_multiclass_and_regression_outcomes_show_the_engine_numbers(name, kind):
     assert any(m.value == md(want.sentence) for m in at.markdown)
     if kind == "multiclass":
         assert want.class_index == int(np.asarray(want.a.value[td.name][-1]).argmax())
+
+
+def test_without_a_link_the_comparison_starts_from_the_explorer_record():
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    rid = at.session_state[S.EX_RECORD]
+    at.query_params.clear()                            # the sidebar's page menu: no query
+    at.switch_page("views/pair.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state[S.PA_RECORD_A] == at.session_state[S.PA_RECORD_B] == rid

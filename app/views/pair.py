@@ -46,6 +46,7 @@ if url is None and query_now.get("record") and query_now != ss.get("_pa_written"
 if url:
     if url.get("task") in tasks:
         ss[S.PA_TASK] = url["task"]
+    stale = []
     for side, rkey, okey in (("record", S.PA_RECORD_A, S.PA_OFF_A), ("record2", S.PA_RECORD_B, S.PA_OFF_B)):
         rid = url.get(side) or (url.get("record") if side == "record2" else None)   # no B: the same record
         if rid is None:
@@ -54,7 +55,8 @@ if url:
             ss[rkey] = rid
             off = url.get("off" if side == "record" else "off2", [])
             ss[okey] = [m for m in names if m in set(off) and measured(rid)[m]]
-        else:
+        elif rid not in stale:
+            stale.append(rid)
             st.warning(f"The shared record {md(rid)} is not among this model's test records; showing another one.")
 
 with st.sidebar:
@@ -65,7 +67,9 @@ with st.sidebar:
     final = B.task_values(td, table)
     fmt = {r: f"{r} · all its data: {value_text(td, v, classes.get(task))} · actual: "
               f"{actual_text(td, y, classes.get(task))}" for r, v, y in zip(ids, final, table[f"{task}__label"])}
-    for k, default in ((S.PA_RECORD_A, ids[0]), (S.PA_RECORD_B, ss.get(S.PA_RECORD_A, ids[0]))):
+    seen = ss.get(S.EX_VIEW) or {}                 # no link: start from the Explorer's record, if any
+    first = seen["record"] if seen.get("ref") == ref and seen.get("record") in known else ids[0]
+    for k, default in ((S.PA_RECORD_A, first), (S.PA_RECORD_B, ss.get(S.PA_RECORD_A, first))):
         if ss.get(k) not in known:
             ss[k] = default
     rid_a = st.selectbox("Record A", ids, key=S.PA_RECORD_A, persist_state="session",
