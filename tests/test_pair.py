@@ -149,3 +149,28 @@ def test_two_records_share_one_axis_and_one_modality_order(engine):
         assert np.nansum(p.shapley_a) == pytest.approx(p.values_a[-1] - p.values_a[0], abs=1e-6)
         assert np.nansum(p.shapley_b) == pytest.approx(p.values_b[-1] - p.values_b[0], abs=1e-6)
         assert p.to_json()["record_b"] == test[1]
+
+
+# --- the page's figures (pure) ---------------------------------------------------------------------------------
+def test_aligned_figures_use_the_shared_ranges_and_escape_names():
+    from app import figures as F
+    hostile = "<b>Alpha</b> & co"
+    p = compare_records(SPEC, A, B, "score", record_a="r1", record_b="r2")
+    figs = [F.aligned_step_chart(p.steps, ["Prior", hostile, "Blood gas", "Chemistry"], v, [False, True, False],
+                                 value_range=p.value_range, task_type="regression", task_label="Score",
+                                 colors=F.modality_colors(["a", "b", "c"]), units="points", truth=t,
+                                 skip_reasons=["", F.SKIPPED_BY_YOU, ""])
+            for v, t in ((p.values_a, p.truth_a), (p.values_b, p.truth_b))]
+    assert [list(f.layout.yaxis.range) for f in figs] == [list(p.value_range)] * 2
+    ticks = list(figs[0].layout.xaxis.ticktext)
+    assert ticks[1] == "&lt;b&gt;Alpha&lt;/b&gt; &amp; co" and "color" in ticks[2]      # escaped; skipped step grey
+    assert not any(t.showlegend for t in figs[0].data if t.legend == "legend2")     # one key on the page instead
+    d = compare_records(SPEC, A, B, "death", record_a="r1", record_b="r2")
+    bars = [F.aligned_shapley_bars(d.modalities, [hostile, "Blood gas", "Chemistry"], s,
+                                   F.modality_colors(d.modalities), span=d.shapley_span, task_type="binary",
+                                   task_label="Death")
+            for s in (d.shapley_a, d.shapley_b)]
+    room = F.PAIR_BAR_ROOM * 100 * d.shapley_span
+    assert [list(f.layout.xaxis.range) for f in bars] == [[-room, room]] * 2
+    assert bars[0].layout.height == bars[1].layout.height
+    assert "<b>Alpha" not in " ".join(bars[0].layout.yaxis.ticktext)
