@@ -884,17 +884,17 @@ def aligned_shapley_bars(names: Sequence[str], labels: Sequence[str], values: np
     probability or units)."""
     status = status or {}
     rows = len(names)
-    fig = shapley_bars(names, labels, values, colors, task_type=task_type, status=status, height=90 + 44 * rows,
+    fig = shapley_bars(names, labels, values, colors, task_type=task_type, status=status, height=90 + 54 * rows,
                        **kw)
     percent = task_type in ("binary", "multiclass")
     s = float(span) * (100.0 if percent else 1.0)
     s = s if math.isfinite(s) and s > 0 else 1.0
     ticks = []
     for n, lab in zip(names, labels):
-        name = wrap(lab, 16)
+        name = wrap(lab, 20)
         why = status.get(n)
-        ticks.append(f"<span style='color:{STATUS_COLOR}'>{name}</span> {status_caption(why)}" if why else name)
-    width = max((len(line) for lab in labels for line in wrap(lab, 16).split("<br>")), default=8)
+        ticks.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}" if why else name)
+    width = max((len(line) for lab in labels for line in wrap(lab, 20).split("<br>")), default=8)
     title = fig.layout.xaxis.title.text or ""
     title = title.replace("<br>(percentage points)", " (points)").replace(" (percentage points)", " (points)")
     fig.update_xaxes(range=[-PAIR_BAR_ROOM * s, PAIR_BAR_ROOM * s], title=dict(text=title))

@@ -174,3 +174,10 @@ def test_aligned_figures_use_the_shared_ranges_and_escape_names():
     assert [list(f.layout.xaxis.range) for f in bars] == [[-room, room]] * 2
     assert bars[0].layout.height == bars[1].layout.height
     assert "<b>Alpha" not in " ".join(bars[0].layout.yaxis.ticktext)
+
+
+def test_the_sentence_names_a_switched_off_bar_instead_of_a_zero():
+    b = view([0.30, 0.40, 0.40, 0.40], [500.0] * 4, [0.10, 0.0, 0.0])
+    p = compare_records(SPEC, A, b, "death", record_a="r1", record_b="r1", off_b=("c",))
+    assert p.name_b == "Record r1 without Chemistry" and p.parts_at == 3
+    assert p.sentence.endswith("the Why bars differ most for Chemistry (switched off for B, +47 points for A).")

@@ -123,7 +123,8 @@ for col, letter, (rid, meas, use, off, view), values, truth in (
     reasons = [C.status_of(meas, use, m) or F.SKIPPED_BY_YOU for m in pair.steps[1:]]
     kind, kinds, shown_truth = td.type, None, truth
     if pair.class_index is not None:     # multiclass: one class followed on both sides, as a yes / no outcome
-        kind, kinds = "binary", ["another outcome", class_label]
+        other = actual_text(td, truth, cl) if truth == truth and truth != pair.class_index else "another outcome"
+        kind, kinds = "binary", [other, class_label]
         shown_truth = float(truth == pair.class_index) if truth == truth else None
     elif td.type == "binary":
         kinds = [td.class_display(c) for c in cl] if cl else None

@@ -117,9 +117,16 @@ def _sentence(p: dict, spec) -> str:
     gaps = np.nan_to_num(np.abs(p["shapley_b"] - p["shapley_a"]), nan=0.0)
     if gaps.size and gaps.max() > 0:
         j = int(gaps.argmax())
-        sv = (lambda v: points(v)) if kind != "regression" else (lambda v: signed(v, units))
-        s += (f", and the Why bars differ most for {label(p['modalities'][j])} "
-              f"({sv(p['shapley_b'][j])} for B, {sv(p['shapley_a'][j])} for A)")
+        m = p["modalities"][j]
+
+        def bar(side: str) -> str:
+            if m in p[f"off_{side}"]:
+                return "switched off"
+            if not getattr(p[side], "measured", {}).get(m, True):
+                return "not measured"
+            v = p[f"shapley_{side}"][j]
+            return points(v) if kind != "regression" else signed(v, units)
+        s += f", and the Why bars differ most for {label(m)} ({bar('b')} for B, {bar('a')} for A)"
     return s + "."
 
 
@@ -155,7 +162,8 @@ def compare_records(spec, a: RecordView, b: RecordView, task: str, *, record_a: 
              shapley_b=sb, value_range=rng, shapley_span=span if span > 0 else 1e-12,
              parts_at=int(moved[0]) if len(moved) else None, truth_a=ta, truth_b=tb,
              name_a=side_name(spec, record_a, off_a), name_b=side_name(spec, record_b, off_b))
-    sentence = _sentence({**p, "class_label": classes[ci] if ci is not None and ci < len(classes) else ""}, spec)
+    sentence = _sentence({**p, "a": a, "b": b, "class_label": classes[ci] if ci is not None and ci < len(classes)
+                          else ""}, spec)
     return RecordPair(a=a, b=b, sentence=sentence, **p)
 
 
