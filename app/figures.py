@@ -887,3 +887,63 @@ def what_if_path(fig: go.Figure, original: np.ndarray, edited: np.ndarray, *, ta
     if one:                             # a binary / regression chart had no such row: make room for it
         out.update_layout(height=(fig.layout.height or 340) + 26, margin_t=(fig.layout.margin.t or 46) + 26)
     return out
+
+
+# --- Compare two records: the Explorer's charts on axes shared by both sides -----------------------------------
+def aligned_step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndarray,
+                       skipped: Sequence[bool], *, value_range: tuple[float, float], task_type: str,
+                       y_title: str | None = None, height: int = 300, **kw) -> go.Figure:
+    """`step_chart` of one side of a comparison, for a half-width column: the value axis is `value_range`
+    (probability 0..1, or the target's units), the same on both sides; the step names are one slanted line each
+    (a dozen wrapped names do not fit side by side), grey where the step did not run; the key to the markers is
+    left to the page (once for both sides). values: (K+1,); other arguments as in `step_chart`."""
+    fig = step_chart(steps, step_labels, values, skipped, task_type=task_type, height=height, **kw)
+    lo, hi = (float(x) for x in value_range)
+    percent = task_type in ("binary", "multiclass")
+    rng = [100.0 * lo - 4, 100.0 * hi + 4] if percent else [lo, hi]
+    ticks = [esc(s) if j == 0 or not skipped[j - 1] else f"<span style='color:{STATUS_COLOR}'>{esc(s)}</span>"
+             for j, s in enumerate(step_labels)]
+    old = list(fig.layout.xaxis.ticktext)
+    if len(old) > len(ticks):                                   # the actual outcome's column
+        ticks.append(old[-1].replace("<br>", " ", 1))
+    for t in fig.data:
+        if t.legend == "legend2":
+            t.showlegend = False
+    longest = max((len(str(s)) for s in step_labels), default=8)
+    fig.update_xaxes(ticktext=ticks, tickangle=-45, tickfont=dict(size=11), title=None)
+    fig.update_yaxes(range=rng, **({"title": dict(text=esc(y_title))} if y_title else {}))
+    # a slanted label reaches down and to the left by about 0.7 × its length in px (6 px a character)
+    drop = int(0.7 * 6 * longest) + 20
+    fig.update_layout(margin=dict(b=drop, l=max(75 if percent else 10, drop - 40), t=36), height=height + drop - 60)
+    return fig
+
+
+PAIR_BAR_ROOM = 1.5       # a comparison's Why bars run ±1.5 × the largest |value| of either side (room for labels)
+
+
+def aligned_shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray, colors: dict[str, str],
+                         *, span: float, task_type: str, status: dict[str, str] | None = None,
+                         **kw) -> go.Figure:
+    """`shapley_bars` of one side of a comparison, for a half-width column: the modalities in the order given
+    (the same on both sides), names wrapped onto two lines, one height for any number of greyed rows (the two
+    sides' rows line up) and an x axis running ±PAIR_BAR_ROOM × `span` (the largest |value| of either side, in
+    probability or units)."""
+    status = status or {}
+    rows = len(names)
+    fig = shapley_bars(names, labels, values, colors, task_type=task_type, status=status, height=90 + 54 * rows,
+                       **kw)
+    percent = task_type in ("binary", "multiclass")
+    s = float(span) * (100.0 if percent else 1.0)
+    s = s if math.isfinite(s) and s > 0 else 1.0
+    ticks = []
+    for n, lab in zip(names, labels):
+        name = wrap(lab, 20)
+        why = status.get(n)
+        ticks.append(f"<span style='color:{STATUS_COLOR}'>{name}</span><br>{status_caption(why)}" if why else name)
+    width = max((len(line) for lab in labels for line in wrap(lab, 20).split("<br>")), default=8)
+    title = fig.layout.xaxis.title.text or ""
+    title = title.replace("<br>(percentage points)", " (points)").replace(" (percentage points)", " (points)")
+    fig.update_xaxes(range=[-PAIR_BAR_ROOM * s, PAIR_BAR_ROOM * s], title=dict(text=title))
+    fig.update_yaxes(ticktext=ticks)
+    fig.update_layout(margin=dict(l=24 + 7 * width, r=60, t=50, b=50))
+    return fig

@@ -5,7 +5,8 @@ them. Keys with a `__<modality>` suffix exist once per modality of the active da
 Per-user choices live in `st.session_state` only; nothing per-user is stored in a module or a cache.
 
 In the browser, Streamlit gives every keyed element the CSS class `st-key-<key>` (e.g. `.st-key-ex_use__vitals`,
-`.st-key-ex_chart__death`). Pages live at /explorer (default, also /), /cohort, /mnar, /model, /export.
+`.st-key-ex_chart__death`). Pages live at /explorer (default, also /), /present, /compare-records, /cohort, /mnar,
+/model, /export.
 """
 from __future__ import annotations
 
@@ -88,6 +89,14 @@ PR_PREV = "pr_prev"                 # button: previous step (shortcut: Left)
 PR_NEXT = "pr_next"                 # button: next step (shortcut: Right)
 PR_PLAY = "pr_play"                 # button: play / pause (shortcut: P)
 
+# Compare two records (/compare-records): side A and side B, one outcome
+PA_TASK = "pa_task"                 # selectbox (sidebar): the outcome compared
+PA_RECORD_A = "pa_record_a"         # selectbox (sidebar): side A's record
+PA_RECORD_B = "pa_record_b"         # selectbox (sidebar): side B's record (may be A's: then compare switches)
+PA_SAME = "pa_same"                 # button (sidebar): put side A's record on side B too
+PA_OFF_A = "pa_off_a"               # multiselect: side A's measured kinds of data switched off
+PA_OFF_B = "pa_off_b"               # multiselect: side B's
+
 # Export
 RP_HTML = "rp_html"                 # download_button: HTML report
 RP_TRACE_CSV = "rp_trace_csv"       # download_button
@@ -118,6 +127,9 @@ ELEMENT_KEYS = {
     "md_compare_table": "Model card: MultiModN vs P-Fusion", "md_history_chart": "Model card: history",
     "pr_chart": "Presentation: the prediction after each step so far", "pr_map": "Presentation: cohort map",
     "pr_slide": "Presentation: the slide's sentence (or the summary)", "pr_position": "Presentation: step n of N",
+    "pa_chart_a": "Compare two records: side A's step chart (pa_chart_b: side B's)",
+    "pa_why_a": "Compare two records: side A's Why bars (pa_why_b: side B's)",
+    "pa_summary": "Compare two records: the difference in one sentence", "pa_diff_table": "its step-by-step table",
     "rp_trace_table": "Export: step-by-step predictions", "rp_shapley_table": "Export: Shapley values",
 }
 
@@ -138,8 +150,10 @@ EX_WI_FOR = "_ex_wi_for"            # (ref, record, modality, feature) the what-
 EX_WI_PENDING = "_ex_wi_pending"    # a shared link's what-if edit {record, wi_data, wi_column, wi_value}
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
-URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "wi_data", "wi_column", "wi_value")
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "wi_data", "wi_column", "wi_value",
+              "record2", "off2")                   # *2: Compare's side B
 WI_URL_FIELDS = ("wi_data", "wi_column", "wi_value")   # the what-if edit: modality, column, new raw value
+_LIST_FIELDS = ("off", "order", "off2")
 
 
 def modality_key(prefix: str, modality: str) -> str:
@@ -165,7 +179,7 @@ def view_from_query(params: MutableMapping[str, Any]) -> dict:
         if v is None:
             continue
         v = str(v)[:2000]
-        view[f] = [p for p in v.split(",") if p] if f in ("off", "order") else v
+        view[f] = [p for p in v.split(",") if p] if f in _LIST_FIELDS else v
     return view
 
 
@@ -177,7 +191,7 @@ def view_to_query(view: dict) -> dict[str, str]:
         if v is None:
             continue
         if isinstance(v, (list, tuple)):
-            if not v and f == "off":
+            if not v and f in ("off", "off2"):
                 continue
             v = ",".join(v)
         out[f] = str(v)

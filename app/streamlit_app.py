@@ -25,7 +25,8 @@ from app.common import md  # noqa: E402
 def _on_dataset_change() -> None:
     """A new dataset starts a fresh view: the Explorer's record, toggles and order belong to the old one."""
     for k in list(ss.keys()):
-        if k.startswith(("ex_", "co_", "mn_", "pr_", "_pr_")) or k in (S.APPLIED_RECORD, S.URL_VIEW, S.EX_CHOSEN):
+        if k.startswith(("ex_", "co_", "mn_", "pr_", "_pr_", "pa_", "_pa_")) or \
+                k in (S.APPLIED_RECORD, S.URL_VIEW, S.EX_CHOSEN):
             del ss[k]
 
 
@@ -58,6 +59,7 @@ _titles = {n: (f"{ss[S.UPLOADS][n]['title']} (uploaded)" if n in ss[S.UPLOADS] e
 pages = [
     st.Page("views/explorer.py", title="Explorer", icon=":material/person_search:", url_path="explorer", default=True),
     st.Page("views/present.py", title="Present a record", icon=":material/slideshow:", url_path="present"),
+    st.Page("views/pair.py", title="Compare two records", icon=":material/compare:", url_path="compare-records"),
     st.Page("views/cohort.py", title="Cohort", icon=":material/groups:", url_path="cohort"),
     st.Page("views/mnar_lab.py", title="MNAR lab", icon=":material/science:", url_path="mnar"),
     st.Page("views/model.py", title="Model", icon=":material/model_training:", url_path="model"),

@@ -242,6 +242,8 @@ def record_body() -> None:
         base = st.context.url or ""
         st.caption("Share this view (record, switches, order, outcome) with this link:")
         st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
+        st.page_link("views/pair.py", label="Compare with another record", icon=":material/compare:",
+                     query_params={k: v for k, v in query.items() if k in ("dataset", "record", "off", "task")})
         from app import report
         st.download_button("Download the report (HTML)", key=S.EX_REPORT, on_click="ignore",
                            icon=":material/description:",
