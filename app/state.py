@@ -130,7 +130,12 @@ PR_PLAYING = "_pr_playing"          # presentation: playing (the fragment advanc
 PR_TICK = "_pr_tick"                # presentation: time of the last advance (monotonic seconds)
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
-URL_FIELDS = ("dataset", "record", "off", "order", "task", "step")
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "tab", "method", "explain", "class")
+# The Explorer's open tab in a link: a short name for each tab's label (renaming a label keeps old links working)
+EX_TAB_NAMES = {"why": "Why", "measure": "What to measure next", "inside": "Inside a step", "state": "State",
+                "compare": "Compare with P-Fusion", "data": "Data"}
+# "explain" in a link: the Inside-a-step tab's EX_ATTR_TARGET radio (the change at the step, or the final value)
+EX_EXPLAIN_NAMES = {"change": "The change at this step", "final": "The final prediction"}
 
 
 def modality_key(prefix: str, modality: str) -> str:
@@ -144,7 +149,9 @@ WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstan
 
 # --- URL ---------------------------------------------------------------------------------------------------
 def view_from_query(params: MutableMapping[str, Any]) -> dict:
-    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step}.
+    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step, tab, method,
+    explain, class} (tab: a key of EX_TAB_NAMES; method: an attribution method; explain: a key of
+    EX_EXPLAIN_NAMES; class: a class value of the focus task).
 
     Unknown names are validated later against the dataset (a stale link shows a warning, not an error)."""
     view: dict = {}
