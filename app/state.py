@@ -54,6 +54,7 @@ MN_MODELS = "mn_models"             # multiselect: MultiModN, P-Fusion
 MN_FOLDS = "mn_folds"               # number_input
 MN_EPOCHS = "mn_epochs"             # number_input
 MN_RUN = "mn_run"                   # button
+MN_CLEAR = "mn_clear"               # button: clear the runs overlaid on the chart
 
 # Model
 MD_SOURCE = "md_source"             # radio: shipped / from disk / train here / upload data
@@ -122,6 +123,7 @@ APPLIED_RECORD = "_ex_applied"      # (dataset, record) whose toggles/order are 
 URL_VIEW = "_url_view"              # view read from the URL at session start, consumed by the Explorer
 URL_READ = "_url_read"              # the URL has been read once this session
 MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
+MNAR_RUNS = "_mn_runs"              # {dataset key: [mmn_core.mnar_runs.MnarRun]}: runs overlaid in the MNAR lab
 TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
 EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
 EX_CHOSEN = "_ex_chosen"            # the Explorer's chosen record, kept when the list is rebuilt (other outcome)
