@@ -48,7 +48,7 @@ def run_label(spec: DatasetSpec, settings: dict, folds: int, epochs: int | None 
         parts.append(str(settings["mitigation"]))
     parts.append("1 fold" if folds == 1 else f"{folds} folds")
     if epochs:
-        parts.append(f"≤ {epochs} epochs")
+        parts.append(f"≤ {epochs} epoch" + ("" if epochs == 1 else "s"))
     return " · ".join(parts)
 
 

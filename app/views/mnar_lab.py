@@ -184,7 +184,8 @@ if shown_rule:
     fig.update_xaxes(title="Share of training records where the rule decides whether the data is kept (%)")
 st.plotly_chart(fig, key="mn_chart", config={"displayModeBar": False})
 if len(runs) > 1:
-    st.markdown(f"**Runs on the chart** (up to {MAX_RUNS}, oldest first; the latest is drawn bold):\n\n"
+    st.markdown(f"**Runs on the chart** (up to {MAX_RUNS}, oldest first; the latest is drawn in bold lines, "
+                "earlier ones faint with their own marker):\n\n"
                 + "\n".join(f"{i}. {md(r.label)}" for i, r in enumerate(runs, 1)))
 else:
     st.caption(f"Run shown: {md(latest.label)}")
