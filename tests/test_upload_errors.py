@@ -82,3 +82,13 @@ def test_model_page_shows_both_problems_with_the_users_file_name(tmp_path, monke
     assert shown.count(USER_CSV) == 2, shown
     no_private_path(shown, tmp_path)
     assert not str(at.session_state[S.DATASET]).startswith("upload-")
+
+
+def test_the_cli_prints_both_problems_on_one_line(capsys, tmp_path):
+    from mmn_core.cli import main
+    (tmp_path / "d.csv").write_bytes(two_problem_csv())
+    (tmp_path / "spec.yaml").write_bytes(SPEC)
+    assert main(["describe", "--data", str(tmp_path / "d.csv"), "--spec", str(tmp_path / "spec.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "'sodium'" in err and "'outcome'" in err and "; " in err
