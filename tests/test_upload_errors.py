@@ -92,3 +92,18 @@ def test_the_cli_prints_both_problems_on_one_line(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "'sodium'" in err and "'outcome'" in err and "; " in err
+
+
+def test_a_spec_with_two_problems_names_both_in_the_users_spec_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(U, "CACHE_DIR", tmp_path / "cache")
+    spec = (b"name: two_problems\nid_column: id\nmodalities:\n- name: labs\n  columns: [a]\n  kind: tabulr\n"
+            b"tasks:\n- name: y\n  column: outcome\n  type: binaryy\n")
+    with pytest.raises(SpecError) as info:
+        U.register_upload(("clinic spec.yaml", spec), [(USER_CSV, two_problem_csv())])
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert all(p.startswith("clinic spec.yaml: ") for p in problems), problems
+    assert "tabulr" in problems[0] or "kind" in problems[0]
+    assert "type" in problems[1]
+    for p in problems:
+        no_private_path(p, tmp_path)
