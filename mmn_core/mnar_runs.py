@@ -2,10 +2,9 @@
 headline result, and whether a chosen position changes anything. Pure functions; the page only renders."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import json
 
 from .experiments import POSITIONS
 from .spec import DatasetSpec
@@ -34,16 +33,22 @@ def folds_of(result: dict) -> int:
 
 
 def run_label(spec: DatasetSpec, settings: dict, folds: int, epochs: int | None = None) -> str:
-    """Short, readable settings of a run, e.g. 'Chemistry · random · per-record skipping · middle · 3 folds'.
-    `settings`: {"modality", "rule" (name or None), "semantics", "position", "mitigation"}."""
+    """Short, readable settings of a run, e.g. 'Glucose & urea → Death · random removal · per-record skipping ·
+    position: middle · 3 folds'. `settings`: {"modality", "task", "rule" (name or None), "semantics", "position",
+    "mitigation"}."""
     m = settings.get("modality")
     try:
         mname = spec.modality(m).display
     except (KeyError, ValueError):
         mname = str(m)
+    try:
+        tname = spec.task(settings.get("task")).display
+    except (KeyError, ValueError):
+        tname = str(settings.get("task"))
     rule = settings.get("rule")
-    parts = [mname, f"rule {rule}" if rule else "random removal", SEMANTICS.get(settings.get("semantics"),
-             str(settings.get("semantics"))), f"position: {POSITION_NAMES.get(settings.get('position'), '?')}"]
+    semantics = settings.get("semantics")
+    parts = [f"{mname} → {tname}", f"rule {rule}" if rule else "random removal",
+             SEMANTICS.get(semantics, str(semantics)), f"position: {POSITION_NAMES.get(settings.get('position'), '?')}"]
     if settings.get("mitigation") not in (None, "none"):
         parts.append(str(settings["mitigation"]))
     parts.append("1 fold" if folds == 1 else f"{folds} folds")
