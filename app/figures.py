@@ -573,6 +573,41 @@ def mnar_chart(result: dict, metric: str = "auroc") -> go.Figure:
                    legend=dict(orientation="h", yanchor="top", y=-0.2))
 
 
+RUN_SYMBOLS = ("square", "triangle-up", "cross", "x", "star")
+
+
+def mnar_overlay(runs: Sequence[tuple[str, dict]], metric: str = "auroc") -> go.Figure:
+    """Several MNAR runs on one chart. `runs`: [(label, run_mnar result)], oldest first. The newest is drawn as
+    mnar_chart draws one run (same trace names, its ceiling dotted); each earlier one adds its clean and
+    reversed lines, fainter, with its own marker, in a legend group "Run n" (n: its place in `runs`, 1 = oldest;
+    the labels are listed beside the chart)."""
+    *earlier, (label, newest) = runs
+    fig = mnar_chart(newest, metric)
+    if not earlier:
+        return fig
+    for tr in fig.data:              # short group titles: the page lists each run's full settings by number
+        tr.update(legendgroup="run-newest", legendgrouptitle_text=f"Run {len(runs)} (latest)")
+    for i, (lab, result) in enumerate(reversed(earlier)):
+        n = len(earlier) - i
+        for kind in KINDS:
+            for test, dash in (("clean", "solid"), ("reversed", "dash")):
+                sel = sorted((r for r in result["results"] if r["model"] == kind and r["test"] == test),
+                             key=lambda r: r["rate"])
+                if not sel:
+                    continue
+                fig.add_trace(go.Scatter(
+                    x=[100 * r["rate"] for r in sel], y=[r[metric] for r in sel], mode="lines+markers",
+                    name=f"{MODEL_NAMES[kind]} · {test} test (run {n})", legendgroup=f"run-{n}",
+                    legendgrouptitle_text=f"Run {n}", opacity=0.55,
+                    line=dict(color=MODEL_COLORS[kind], dash=dash, width=1.5),
+                    marker=dict(size=7, symbol=RUN_SYMBOLS[(n - 1) % len(RUN_SYMBOLS)]),
+                    hovertemplate=esc(f"Run {n}: {lab}") + f"<br>{MODEL_NAMES[kind]}, {test} test"
+                                  "<br>rate %{x:.0f}%: %{y:.3f}<extra></extra>"))
+    fig.update_layout(height=480 + 110 * len(earlier), margin=dict(b=40),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, groupclick="toggleitem"))
+    return fig
+
+
 # --- how much to trust this; what to measure next; faithfulness per method -------------------------------------
 def _shown(task_type: str, v) -> np.ndarray:
     """Values as drawn: probabilities in %, regression as is."""

@@ -61,6 +61,7 @@ MN_MODELS = "mn_models"             # multiselect: MultiModN, P-Fusion
 MN_FOLDS = "mn_folds"               # number_input
 MN_EPOCHS = "mn_epochs"             # number_input
 MN_RUN = "mn_run"                   # button
+MN_CLEAR = "mn_clear"               # button: clear the runs overlaid on the chart
 
 # Model
 MD_SOURCE = "md_source"             # radio: shipped / from disk / train here / upload data
@@ -140,6 +141,7 @@ APPLIED_RECORD = "_ex_applied"      # (dataset, record) whose toggles/order are 
 URL_VIEW = "_url_view"              # view read from the URL at session start, consumed by the Explorer
 URL_READ = "_url_read"              # the URL has been read once this session
 MNAR_LAST = "_mn_last"              # config of the last MNAR run shown
+MNAR_RUNS = "_mn_runs"              # {dataset key: [mmn_core.mnar_runs.MnarRun]}: runs overlaid in the MNAR lab
 TRAIN_LOG = "_md_train_log"         # last training: {"kind": [history rows]}
 EX_VIEW = "_ex_view"                # the Explorer's current view {ref, record, use, order, focus} (Export page)
 EX_CHOSEN = "_ex_chosen"            # the Explorer's chosen record, kept when the list is rebuilt (other outcome)
@@ -150,10 +152,15 @@ EX_WI_FOR = "_ex_wi_for"            # (ref, record, modality, feature) the what-
 EX_WI_PENDING = "_ex_wi_pending"    # a shared link's what-if edit {record, wi_data, wi_column, wi_value}
 NOTICE = "_notice"                  # one-shot message shown on the next run (e.g. "model loaded")
 
-URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "wi_data", "wi_column", "wi_value",
-              "record2", "off2")                   # *2: Compare's side B
+URL_FIELDS = ("dataset", "record", "off", "order", "task", "step", "tab", "method", "explain", "class",
+              "wi_data", "wi_column", "wi_value", "record2", "off2")     # *2: Compare's side B
 WI_URL_FIELDS = ("wi_data", "wi_column", "wi_value")   # the what-if edit: modality, column, new raw value
 _LIST_FIELDS = ("off", "order", "off2")
+# The Explorer's open tab in a link: a short name for each tab's label (renaming a label keeps old links working)
+EX_TAB_NAMES = {"why": "Why", "measure": "What to measure next", "inside": "Inside a step", "state": "State",
+                "compare": "Compare with P-Fusion", "data": "Data"}
+# "explain" in a link: the Inside-a-step tab's EX_ATTR_TARGET radio (the change at the step, or the final value)
+EX_EXPLAIN_NAMES = {"change": "The change at this step", "final": "The final prediction"}
 
 
 def modality_key(prefix: str, modality: str) -> str:
@@ -167,8 +174,10 @@ WIDGET_KEYS = sorted(v for k, v in globals().items() if k.isupper() and isinstan
 
 # --- URL ---------------------------------------------------------------------------------------------------
 def view_from_query(params: MutableMapping[str, Any]) -> dict:
-    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step, wi_data,
-    wi_column, wi_value}.
+    """Parse query parameters into a view {dataset, record, off: [...], order: [...], task, step, tab, method,
+    explain, class, wi_data, wi_column, wi_value, record2, off2: [...]} (tab: a key of EX_TAB_NAMES; method: an
+    attribution method; explain: a key of EX_EXPLAIN_NAMES; class: a class value of the focus task; wi_*: the
+    what-if edit; *2: side B of Compare two records).
 
     Unknown names are validated later against the dataset (a stale link shows a warning, not an error)."""
     view: dict = {}

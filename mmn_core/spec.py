@@ -267,9 +267,16 @@ def _lookup(entries: list, name: str, what: str):
     raise SpecError(f"unknown {what} '{name}' (spec has: {', '.join(e.display for e in entries)})")
 
 
-def _first_error(err: ValidationError, source: str, raw: dict) -> str:
+def _spec_errors(err: ValidationError, source: str, raw: dict) -> SpecError:
+    """Every problem pydantic found, one line each (`.problems`), joined with "; " in the message."""
+    problems = list(dict.fromkeys(_error_line(e, source, raw) for e in err.errors()))
+    out = SpecError("; ".join(problems))
+    out.problems = problems
+    return out
+
+
+def _error_line(e: dict, source: str, raw: dict) -> str:
     """One line: where (tasks.1.type becomes tasks[death].type when the entry has a name) and what."""
-    e = err.errors()[0]
     parts, node = [], raw
     for p in e["loc"]:
         named = isinstance(p, int) and isinstance(node, list) and p < len(node) and isinstance(node[p], dict) \
@@ -316,7 +323,7 @@ def spec_from_dict(raw: object, source: str = "spec", base_dir: str = "") -> Dat
     try:
         return DatasetSpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as err:
-        raise SpecError(_first_error(err, source, raw)) from None
+        raise _spec_errors(err, source, raw) from None
     except RecursionError:
         raise SpecError(f"{source}: spec is nested too deeply") from None
 

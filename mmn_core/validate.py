@@ -206,86 +206,109 @@ def _numeric_typos(s: pd.Series) -> tuple[int, list[str]]:
     return n_bad, list(dict.fromkeys(text[bad].tolist()))[:3]
 
 
+def problems_error(problems: list[str]) -> SpecError:
+    """One SpecError carrying every problem found: its message joins them with "; " (one readable line for the
+    CLI) and `.problems` keeps the list (the dashboard shows one bullet each)."""
+    err = SpecError("; ".join(problems))
+    err.problems = list(problems)
+    return err
+
+
 def check_dataset(ds: DatasetLike, source: str = "data") -> None:
+    """Check the table(s) against the spec; raise one SpecError listing ALL the problems found (`.problems`).
+    A check that needs an earlier one to pass (a column's values need the column) is skipped when it failed."""
     spec, frame = ds.spec, ds.frame
+    problems: list[str] = []
     dup_cols = frame.columns[frame.columns.duplicated()]
     if len(dup_cols):
-        raise SpecError(f"{source}: column '{dup_cols[0]}' appears twice in the table")
+        raise problems_error([f"{source}: column '{c}' appears twice in the table" for c in dict.fromkeys(dup_cols)])
     cols = set(frame.columns)
+    ids_ok = spec.id_column is None
     if spec.id_column is not None:
         if spec.id_column not in cols:
-            raise SpecError(f"{source}: id column '{spec.id_column}' is not in the table")
-        ids = frame[spec.id_column]
-        if ids.isna().any():
-            raise SpecError(f"{source}: id column '{spec.id_column}' has empty values")
-        dup = ids[ids.astype(str).duplicated()]
-        if len(dup):
-            raise SpecError(f"{source}: duplicate id '{dup.iloc[0]}' in column '{spec.id_column}'")
+            problems.append(f"{source}: id column '{spec.id_column}' is not in the table")
+        else:
+            ids = frame[spec.id_column]
+            dup = ids[ids.astype(str).duplicated()]
+            if ids.isna().any():
+                problems.append(f"{source}: id column '{spec.id_column}' has empty values")
+            elif len(dup):
+                problems.append(f"{source}: duplicate id '{dup.iloc[0]}' in column '{spec.id_column}'")
+            else:
+                ids_ok = True
     for m in spec.modalities:
         table = frame if m.kind == "tabular" else ds.sequences[m.name]
         where = source if m.kind == "tabular" else str(spec.resolve(m.table))
         needed = m.columns + ([m.key, m.time_column] if m.kind == "sequence" else [])
-        for c in needed:
-            if c not in table.columns:
-                raise SpecError(f"{where}: column '{c}' of modality '{m.name}' is not in the table")
+        missing = [c for c in needed if c not in table.columns]
+        problems += [f"{where}: column '{c}' of modality '{m.name}' is not in the table" for c in missing]
         for c in m.columns:
+            if c in missing:
+                continue
             s = table[c]
             if not is_categorical(m, c, s):
                 bad = _not_finite(s)
                 if bad:
-                    raise SpecError(f"{where}: column '{c}' has infinite or huge values (|x| > {HUGE:.0e}) in "
+                    problems.append(f"{where}: column '{c}' has infinite or huge values (|x| > {HUGE:.0e}) in "
                                     f"{bad} row(s): clear or rescale them")
                 continue
             n_bad, examples = (0, []) if c in m.categorical else _numeric_typos(s)
             if n_bad:
                 shown = ", ".join(f"'{e}'" for e in examples)
-                raise SpecError(f"{where}: column '{c}' of modality '{m.display}' is numbers except for {n_bad} "
+                problems.append(f"{where}: column '{c}' of modality '{m.display}' is numbers except for {n_bad} "
                                 f"value(s) such as {shown}, which would make it categorical: clear those cells "
                                 f"(empty = missing) or remove thousands separators, or, if its values are "
                                 f"categories, list it under 'categorical' of that modality in the spec")
+                continue
             n_cat = category_text(s.dropna()).nunique()
             if n_cat > MAX_CATEGORIES:
-                raise SpecError(f"{where}: categorical column '{c}' of modality '{m.name}' has {n_cat:,} distinct "
+                problems.append(f"{where}: categorical column '{c}' of modality '{m.name}' has {n_cat:,} distinct "
                                 f"values, over the {MAX_CATEGORIES:,} cap (one input per value): group rare "
                                 f"values or leave the column out")
-        if m.kind == "sequence":
+        if m.kind == "sequence" and not missing:
             if not _is_numeric(table[m.time_column]):
-                raise SpecError(f"{where}: time column '{m.time_column}' must be numeric")
+                problems.append(f"{where}: time column '{m.time_column}' must be numeric")
             keys = set(table[m.key].astype(str))
-            if not keys & set(frame[spec.id_column].astype(str)):
-                raise SpecError(f"{where}: no value of key '{m.key}' matches an id of the main table")
+            if ids_ok and not keys & set(frame[spec.id_column].astype(str)):
+                problems.append(f"{where}: no value of key '{m.key}' matches an id of the main table")
     for t in spec.tasks:
         if t.column not in cols:
-            raise SpecError(f"{source}: target column '{t.column}' of task '{t.name}' is not in the table")
+            problems.append(f"{source}: target column '{t.column}' of task '{t.name}' is not in the table")
+            continue
         if isinstance(frame[t.column], pd.DataFrame):
-            raise SpecError(f"{source}: target column '{t.column}' of task '{t.name}' appears twice in the table")
+            problems.append(f"{source}: target column '{t.column}' of task '{t.name}' appears twice in the table")
+            continue
         y = frame[t.column].dropna()
         if len(y) == 0:
-            raise SpecError(f"{source}: task '{t.name}' has no labelled record")
+            problems.append(f"{source}: task '{t.name}' has no labelled record")
+            continue
         if t.type == "regression":
             if not _is_numeric(frame[t.column]):
                 n_bad, examples = _numeric_typos(frame[t.column])
                 shown = ', '.join(repr(e) for e in examples)
                 such = f" ({n_bad} value(s) such as {shown}: clear them)" if n_bad else ""
-                raise SpecError(f"{source}: regression target '{t.column}' is not numeric{such}")
+                problems.append(f"{source}: regression target '{t.column}' is not numeric{such}")
+                continue
             bad = _not_finite(y)
             if bad:
-                raise SpecError(f"{source}: regression target '{t.column}' has infinite or huge values "
+                problems.append(f"{source}: regression target '{t.column}' has infinite or huge values "
                                 f"(|x| > {HUGE:.0e}) in {bad} row(s)")
         elif t.type == "binary":
             values = sorted(set(_labels(y)))
             if len(values) != 2:
-                raise SpecError(f"{source}: binary task '{t.name}' needs exactly 2 values in '{t.column}', "
+                problems.append(f"{source}: binary task '{t.name}' needs exactly 2 values in '{t.column}', "
                                 f"found {len(values)}")
-            if t.positive is not None and label_str(t.positive) not in values:
-                raise SpecError(f"{source}: positive value '{t.positive}' of task '{t.name}' never occurs")
+            elif t.positive is not None and label_str(t.positive) not in values:
+                problems.append(f"{source}: positive value '{t.positive}' of task '{t.name}' never occurs")
         elif y.nunique() < 2:
-            raise SpecError(f"{source}: multiclass task '{t.name}' needs at least 2 classes")
+            problems.append(f"{source}: multiclass task '{t.name}' needs at least 2 classes")
+    if problems:                      # the checks below read every column: only on a table that passed the above
+        raise problems_error(problems)
     pres = ds.presence()
     for m in spec.modalities:
         if not pres[m.name].any():
             where = source if m.kind == "tabular" else str(spec.resolve(m.table))
-            raise SpecError(f"{where}: modality '{m.name}' is never present (all its values are missing)")
+            problems.append(f"{where}: modality '{m.name}' is never present (all its values are missing)")
     cells = 0
     for m in spec.modalities:
         table = frame if m.kind == "tabular" else ds.sequences[m.name]
@@ -294,9 +317,10 @@ def check_dataset(ds: DatasetLike, source: str = "data") -> None:
         steps = 1 if m.kind == "tabular" else min(MAX_SEQ_LEN, int(table.groupby(m.key).size().max()))
         cells += len(frame) * steps * width
     if cells > MAX_INPUT_CELLS:
-        raise SpecError(f"{source}: the model input would have {cells:,} values (records x one-hot features x time "
+        problems.append(f"{source}: the model input would have {cells:,} values (records x one-hot features x time "
                         f"steps), over the {MAX_INPUT_CELLS:,} cap: use fewer records, columns or categories")
-
+    if problems:
+        raise problems_error(problems)
 
 
 def label_str(v) -> str:

@@ -147,3 +147,29 @@ def factor_summary(effects: dict[str, Verdict], quantity: str = "reversed AUROC"
     if groups["undetermined"]:
         parts.append("undetermined (too few folds): " + ", ".join(groups["undetermined"]))
     return "Changed alone from the baseline, " + "; ".join(parts)
+
+
+# --- the MNAR lab's wording: it follows the number of folds and the removal protocol -----------------------------
+def spread_phrase(n_folds: int) -> str:
+    """What the error bars of an MNAR chart are, for `n_folds` train/test splits per point."""
+    if n_folds < 2:
+        return ("No error bars: this is one train/test split, so no fold-to-fold variation can be measured "
+                "(choose 2 or more folds to see it)")
+    return f"Error bars: ± one standard deviation over the {n_folds} folds"
+
+
+def mnar_protocol(modality: str, rule: str | None) -> dict[str, str]:
+    """Phrases of the MNAR lab for the random protocol (rule None: removal among records with the outcome) or a
+    rule on an observed value (`rule`: its description): "train" (how the data went missing in training),
+    "reversed" (the reversed test set), "when" (start of the result sentence, with {pct} for the rate)."""
+    if rule is None:
+        return {"train": f"{modality} was removed at random from a share of the training records with the "
+                         "outcome",
+                "reversed": "the pattern is reversed (the data is missing for people *without* the outcome)",
+                "when": f"When {modality} is missing for {{pct}} of the training records with the outcome and the "
+                        "pattern is reversed at test time, "}
+    return {"train": f"{modality} was kept, in a share of the training records, only where the rule holds "
+                     f"({rule})",
+            "reversed": "the rule is reversed (the data is kept only where the rule does *not* hold)",
+            "when": f"When the rule decides whether {modality} is kept for {{pct}} of the training records and "
+                    "the rule is reversed at test time, "}

@@ -460,7 +460,8 @@ def test_mnar_lab_runs_a_tiny_experiment_and_caches_it(tmp_path, monkeypatch):
     at.number_input(key=S.MN_FOLDS).set_value(1)
     at.number_input(key=S.MN_EPOCHS).set_value(2)
     at.run()
-    assert not at.get("plotly_chart")
+    # before any run: the bundled precomputed headline result, labelled as such (issue 15 item 7.3a)
+    assert len(at.get("plotly_chart")) == 1 and any("computed beforehand" in c.value for c in at.caption)
     at.button(key=S.MN_RUN).click().run()
     ok(at)
     assert len(at.get("plotly_chart")) == 1

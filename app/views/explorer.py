@@ -47,6 +47,15 @@ if url:
         ss[S.EX_TASK] = url["task"]
     if url.get("step") in names:
         ss[S.EX_ATTR_MODALITY] = url["step"]
+    if url.get("tab") in S.EX_TAB_NAMES:
+        ss[S.EX_TABS] = S.EX_TAB_NAMES[url["tab"]]
+    if url.get("method") in C.METHODS:
+        ss[S.EX_ATTR_METHOD] = url["method"]
+    if url.get("explain") in S.EX_EXPLAIN_NAMES:
+        ss[S.EX_ATTR_TARGET] = S.EX_EXPLAIN_NAMES[url["explain"]]
+    values = [str(c) for c in classes.get(ss.get(S.EX_TASK) or list(tasks)[0]) or []]
+    if url.get("class") is not None and url["class"] in values:
+        ss[S.EX_CLASS] = values.index(url["class"])
 
 
 # --- sidebar: choose a record (the filtering is the engine's: mmn_core.explain.browse) --------------------------
@@ -148,6 +157,15 @@ def status_of(m: str, use) -> str:
     return C.status_of(measured, use, m)
 
 
+def link_class(task: str) -> str | None:
+    """The class explained (multiclass focus task) as its value, for the shareable link; None otherwise."""
+    values = classes.get(task)
+    i = ss.get(S.EX_CLASS)
+    if tasks[task].type != "multiclass" or not values or not isinstance(i, int) or not 0 <= i < len(values):
+        return None
+    return str(values[i])
+
+
 # --- everything that follows the switches: one fragment -----------------------------------------------------------
 @st.fragment
 def record_body() -> None:
@@ -200,7 +218,7 @@ def record_body() -> None:
                "change.")
 
     # details, computed only for the open tab
-    tab_names = ["Why", "What to measure next", "Inside a step", "State", "Compare with P-Fusion", "Data"]
+    tab_names = list(S.EX_TAB_NAMES.values())
     tabs = st.tabs(tab_names, key=S.EX_TABS, on_change="rerun")
 
     with tabs[0]:
@@ -232,7 +250,11 @@ def record_body() -> None:
     # the shareable link and the report (in the sidebar, rewritten by each fragment run)
     off = [m for m in names if measured[m] and m not in use]
     link = {"dataset": ss.get(S.DATASET), "record": rid, "off": off, "order": order, "task": focus,
-            "step": ss.get(S.EX_ATTR_MODALITY) if ss.get(S.EX_ATTR_MODALITY) in names else None}
+            "step": ss.get(S.EX_ATTR_MODALITY) if ss.get(S.EX_ATTR_MODALITY) in names else None,
+            "tab": {v: k for k, v in S.EX_TAB_NAMES.items()}.get(ss.get(S.EX_TABS)),
+            "method": ss.get(S.EX_ATTR_METHOD) if ss.get(S.EX_ATTR_METHOD) in C.METHODS else None,
+            "explain": {v: k for k, v in S.EX_EXPLAIN_NAMES.items()}.get(ss.get(S.EX_ATTR_TARGET)),
+            "class": link_class(focus)}
     link.update(C.what_if_link(wi))
     query = S.view_to_query(link)
     if dict(st.query_params) != query:
@@ -240,7 +262,7 @@ def record_body() -> None:
     with st.sidebar:
         st.divider()
         base = st.context.url or ""
-        st.caption("Share this view (record, switches, order, outcome) with this link:")
+        st.caption("Share this view (record, switches, order, outcome, open tab) with this link:")
         st.code(f"{base}?{urlencode(query)}", language=None, wrap_lines=True)
         st.page_link("views/pair.py", label="Compare with another record", icon=":material/compare:",
                      query_params={k: v for k, v in query.items() if k in ("dataset", "record", "off", "task")})

@@ -11,8 +11,9 @@ import streamlit as st
 
 from mmn_core import SpecError
 from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
+from mmn_core.mnar_runs import MAX_RUNS, MnarRun, folds_of, keep_run, position_is_noop, precomputed_run, run_label
 from mmn_core.train import MITIGATIONS as TRAIN_MITIGATIONS
-from mmn_core.verdicts import mnar_robustness
+from mmn_core.verdicts import mnar_protocol, mnar_robustness, spread_phrase
 
 from app import figures as F
 from app import resources as R
@@ -81,6 +82,10 @@ rule = c1.selectbox("How it goes missing", rule_opts, key=S.MN_RULE, persist_sta
 pos_names = {"spec": "As in the dataset", "first": "First", "middle": "Middle", "last": "Last"}
 position = c2.selectbox("Its place in MultiModN's order", list(POSITIONS), key=S.MN_POSITION, persist_state="session",
                         format_func=pos_names.get, help=HELP["position"])
+if position_is_noop(names, modality, position):
+    c2.info(f"{md(mod_label(spec, modality))} already comes {pos_names[position].lower()} in the dataset's order, "
+            "so this choice changes nothing: the run is the same as 'As in the dataset'.",
+            icon=":material/info:")
 sem_names = {"per-record": "Per record (correct)", "paper": "Whole batch (the paper's code)"}
 semantics = c3.selectbox("Skipping", list(sem_names), key=S.MN_SEMANTICS,
                          persist_state="session", format_func=sem_names.get,
@@ -105,11 +110,20 @@ config = {"dataset": name, "spec": spec.to_json() if up else None, "modality": m
           "models": sorted(models)}
 n_train = int(folds) * len(set(rates) | {0.0}) * len(models)
 result = R.mnar_cached(config)
+all_runs = ss.setdefault(S.MNAR_RUNS, {})
+if name not in all_runs:             # first visit: the bundled headline result, labelled as precomputed
+    pre = None if up else precomputed_run(name, spec)
+    all_runs[name] = [pre] if pre else []
+label_now = run_label(spec, config, int(folds), int(epochs))
 # the count beside the button, not in a tooltip (a tooltip floated over the button and the expander above it)
 with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
     run = st.button("Run the experiment", key=S.MN_RUN, type="primary", disabled=not (rates and models))
     st.caption(f"{n_train} trainings with these settings" if rates and models
                else "Choose at least one rate and one model.", width="stretch")
+    if st.button("Clear the runs", key=S.MN_CLEAR, disabled=not all_runs[name],
+                 help=f"Up to {MAX_RUNS} runs are overlaid on the chart; this removes them (a result kept on disk "
+                      "for the current settings stays)."):
+        all_runs[name] = []
 if run:
     bar = st.progress(0.0, text=f"Training {n_train} models…")
 
@@ -135,26 +149,54 @@ if run:
     bar.empty()
     R.mnar_store(config, result)
     ss[S.MNAR_LAST] = config
-if result is None:
+    all_runs[name] = keep_run(all_runs[name], MnarRun(label_now, result, config))
+elif result is not None and not any(r.config == config for r in all_runs[name]):
+    all_runs[name] = keep_run(all_runs[name], MnarRun(label_now, result, config))
+runs = all_runs[name]
+if not runs:
     st.info("Press **Run the experiment** to train them (about a minute with the defaults on the bundled data). "
             "Results are kept, so a second visit with the same settings is instant.")
     st.stop()
-if not run:
+latest = runs[-1]
+result = latest.result
+if latest.precomputed:
+    st.caption("Shown until you run your own: the evidence report's result, computed beforehand with the settings "
+               "in its label (not with the settings above).")
+elif not run and latest.config == config:
     st.caption("Results computed earlier with exactly these settings (kept on disk).")
+elif latest.config != config:
+    st.caption("The settings above differ from the latest run shown: press **Run the experiment** to add them.")
+
+# the shown run's own settings (not the widgets'): its modality, rule and folds decide the wording
+shown_cfg = latest.config or result.get("config") or {}
+shown_mod = shown_cfg.get("modality", modality)
+shown_rule = shown_cfg.get("rule")
+rule_text = None
+if shown_rule:
+    r_spec = next((r for r in spec.mnar_rules if r.name == shown_rule), None)
+    rule_text = (r_spec.description if r_spec and r_spec.description else shown_rule)
+words = mnar_protocol(md(mod_label(spec, shown_mod)), md(rule_text) if rule_text else None)
+n_folds = folds_of(result)
 
 rows = result["results"]
-fig = F.mnar_chart(result)
-if rule != "random":
+fig = F.mnar_overlay([(r.label, r.result) for r in runs])
+if shown_rule:
     fig.update_xaxes(title="Share of training records where the rule decides whether the data is kept (%)")
 st.plotly_chart(fig, key="mn_chart", config={"displayModeBar": False})
+if len(runs) > 1:
+    st.markdown(f"**Runs on the chart** (up to {MAX_RUNS}, oldest first; the latest is drawn in bold lines, "
+                "earlier ones faint with their own marker):\n\n"
+                + "\n".join(f"{i}. {md(r.label)}" for i, r in enumerate(runs, 1)))
+else:
+    st.caption(f"Run shown: {md(latest.label)}")
 
 
 def summary() -> str:
     """One or two sentences stating the measured result (including when MultiModN is not more robust)."""
     top = max(r["rate"] for r in rows)
-    mlabel = md(mod_label(spec, modality))
+    kinds = sorted({r["model"] for r in rows})
     drops = {}
-    for kind in models:
+    for kind in kinds:
         base = [r for r in rows if r["model"] == kind and r["rate"] == min(x["rate"] for x in rows)
                 and r["test"] == "clean"]
         rev = [r for r in rows if r["model"] == kind and r["rate"] == top and r["test"] == "reversed"]
@@ -164,20 +206,21 @@ def summary() -> str:
         return "Add a rate above 0% to see the effect of informative missingness."
     parts = [f"{R.MODEL_NAMES[k]}'s AUROC goes from {a:.2f} (no missingness) to {b:.2f}"
              + (" — worse than guessing" if b < 0.5 else "") for k, (a, b, _) in drops.items()]
-    first = (f"When {mlabel} is missing for {100 * top:.0f}% of the training records with the outcome and the "
-             f"pattern is reversed at test time, " + " and ".join(parts) + ".")
+    first = words["when"].format(pct=f"{100 * top:.0f}%") + " and ".join(parts) + "."
     verdict = mnar_robustness(result, top)        # the evidence report's verdict function, paired by fold
     if verdict is None:
         return first
+    if verdict.n < 2:
+        return f"{first} On the reversed test: {verdict.text}."
     return (f"{first} On the reversed test: {verdict.text} "
-            f"(interval over {verdict.n} fold(s), corrected for overlapping training sets).")
+            f"(interval over {verdict.n} folds, corrected for overlapping training sets).")
 
 
 st.info(f"**What you are seeing.** {summary()}", icon=":material/visibility:")
-st.caption("Solid lines: test set where data is missing in the same way as in training. Dashed: the pattern is "
-           "reversed (the data is missing for people *without* the outcome). Dotted: each model trained without "
-           "added missingness, scored on the reversed set — a reference, not a ceiling: it still learns the "
-           "data's own missingness pattern. Error bars: ± one standard deviation over folds.")
+st.caption(f"In training, {words['train']}. Solid lines: test set where data is missing in the same way as in "
+           f"training. Dashed: {words['reversed']}. Dotted: each model trained without added missingness, scored "
+           "on the reversed set — a reference, not a ceiling: it still learns the data's own missingness pattern. "
+           f"{spread_phrase(n_folds)}.")
 with st.expander("All numbers"):
     import pandas as pd
     st.dataframe(pd.DataFrame([{"Rate": f"{100 * r['rate']:.0f}%", "Model": R.MODEL_NAMES[r["model"]],
@@ -187,4 +230,4 @@ with st.expander("All numbers"):
                  hide_index=True, key="mn_table")
     cfg = result.get("config", {})
     if cfg.get("seconds"):
-        st.caption(f"{n_train} trainings took {cfg['seconds']:.0f} s.")
+        st.caption(f"This run's trainings took {cfg['seconds']:.0f} s.")

@@ -183,14 +183,19 @@ else:
                  disabled=not (tables and spec_file)):
         try:
             key, info = U.register_upload((spec_file.name, spec_file.getvalue()),
-                                          [(f.name, f.getvalue()) for f in tables])
-            R.get_dataset(key, info["spec"], info["data"])
+                                          [(f.name, f.getvalue()) for f in tables],
+                                          check=lambda k, i: R.get_dataset(k, i["spec"], i["data"]))
             uploads[key] = info
             ss["_pending_dataset"] = key
             ss[S.NOTICE] = "Data accepted. Train a model on it with 'Train here'."
             st.rerun()
         except (SpecError, OSError) as err:
-            show_error(err, "This upload cannot be used: ")
+            problems = getattr(err, "problems", None) or []
+            if len(problems) > 1:        # every problem at once, one bullet each (the text escaped by md)
+                st.error(f"This upload cannot be used — {len(problems)} problems:\n\n"
+                         + "\n".join(f"- {md(p)}" for p in problems), icon="⚠️")
+            else:
+                show_error(err, "This upload cannot be used: ")
 
 # --- the model card -------------------------------------------------------------------------------------------------
 st.header("Model card")
