@@ -313,7 +313,7 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
     mspec = spec.modality(am)
     by_col = attribution_in_units(a, td.type)
     labels = [col_label(mspec, c) for c in a.columns]
-    raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, "")) for c in a.columns]
+    raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, ""), c) for c in a.columns]
     vals = [by_col[c] for c in a.columns]
     plain = class_names(td, classes.get(focus))
     if td.type == "regression":
@@ -336,11 +336,11 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
                  hide_index=True, key="ex_attr_table")
 
 
-def attr_raw_text(rv, units: str) -> str:
+def attr_raw_text(rv, units: str, column: str = "") -> str:
     """A raw value beside its attribution; a sequence shows its latest value."""
     if isinstance(rv, list):
-        return f"{raw_text(rv[-1], units)} (latest of {len(rv)})" if rv else "—"
-    return raw_text(rv, units)
+        return f"{raw_text(rv[-1], units, column)} (latest of {len(rv)})" if rv else "—"
+    return raw_text(rv, units, column)
 
 
 def compare(b, view, use, order) -> None:
@@ -418,7 +418,8 @@ def data_tab(b, row: int, measured: dict, use) -> None:
             if measured[m] and mspec.kind == "tabular":
                 st.dataframe(pd.DataFrame({
                     "Measurement": [col_label(mspec, c) for c in mspec.columns],
-                    "Value": [raw_text(rec[c]) if not isinstance(rec[c], str) else rec[c] for c in mspec.columns],
+                    "Value": [raw_text(rec[c], column=c) if not isinstance(rec[c], str) else rec[c]
+                              for c in mspec.columns],
                     "Unit": [mspec.units.get(c, "") for c in mspec.columns]}), hide_index=True,
                     key=f"ex_data__{m}")
             elif measured[m]:
