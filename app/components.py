@@ -392,10 +392,38 @@ def state_tab(b, view, focus: str, table: pd.DataFrame, use) -> None:
     fig = F.state_map(cloud, table[f"{focus}__label"].to_numpy(), outcome_type=td.type, outcome_label=td.display,
                       classes=class_names(td, b.trained.prep.classes.get(focus)), path_xy=smap.transform(view.states),
                       steps=steps, step_labels=labels, colors=F.modality_colors(spec.modality_names),
-                      skipped=view.skipped, units=td.units)
-    st.plotly_chart(fig, key="ex_state_map", config=CHART_CONFIG)
-    st.caption("Each grey dot is another test record's final state, squeezed onto two axes (PCA); records the "
-               "model sees as similar lie close together. The coloured path is this record, step by step.")
+                      skipped=view.skipped, units=td.units, ids=table["id"].tolist())
+    # A click on a dot opens that record: the callback notes it (callbacks cannot rerun the whole page), then
+    # the record is opened exactly as a shared link opens one (state.URL_VIEW, read at the top of the Explorer).
+    st.plotly_chart(fig, key=MAP_KEY, config=CHART_CONFIG, on_select=_map_clicked, selection_mode="points")
+    rid = st.session_state.pop(MAP_CLICKED, None)
+    if rid is not None and rid != st.session_state.get(S.EX_RECORD):
+        st.session_state[S.URL_VIEW] = {"record": rid}
+        st.rerun(scope="app")
+    st.caption("Each dot is another test record's final state, squeezed onto two axes (PCA), coloured by what "
+               "actually happened; records the model sees as similar lie close together. The path is this record, "
+               "step by step. Click a dot to open that record.")
+
+
+MAP_KEY = "ex_state_map"
+MAP_CLICKED = "_ex_map_clicked"     # the record id of the dot last clicked on the state map (one-shot)
+
+
+def clicked_record(selection) -> str | None:
+    """The record id of the clicked cohort dot in a plotly selection event ({points: [{customdata: [id, ...]}]}),
+    None when nothing (or only the record's own path, which carries no id) was clicked."""
+    for p in (selection or {}).get("points", []) or []:
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)) and cd:
+            return str(cd[0])
+    return None
+
+
+def _map_clicked() -> None:
+    event = st.session_state.get(MAP_KEY)
+    rid = clicked_record(event.get("selection") if event else None)
+    if rid is not None:
+        st.session_state[MAP_CLICKED] = rid
 
 
 def data_tab(b, row: int, measured: dict, use) -> None:

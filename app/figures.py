@@ -415,7 +415,7 @@ def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type:
                   bgcolor="rgba(255,255,255,0.85)", borderpad=2) for text, xy, sx, sy in ends]
     fig.update_xaxes(showticklabels=False, title="map axis 1")
     fig.update_yaxes(showticklabels=False, title="map axis 2")
-    return _layout(fig, f"Where this record sits among the cohort (coloured by the actual {what})",
+    return _layout(fig, f"Where this record sits among the cohort, coloured by what actually happened ({what})",
                    height=480, annotations=notes, clickmode="event+select",
                    legend=dict(orientation="h", yanchor="top", y=-0.08))
 

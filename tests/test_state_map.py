@@ -46,7 +46,7 @@ def test_legend_names_the_outcome_and_dots_carry_their_record():
     np.testing.assert_allclose(np.asarray(yes.x), xy[[1, 2, 5], 0])
     assert "actual Survived: yes" in yes.hovertemplate and "click" in yes.hovertemplate
     assert fig.layout.clickmode == "event+select"
-    assert "actual Survived" in fig.layout.title.text
+    assert "what actually happened (Survived)" in fig.layout.title.text
 
 
 def test_record_ids_are_shown_escaped_but_returned_as_written():
@@ -70,3 +70,14 @@ def test_regression_colour_bar_names_the_value_and_units():
 def test_without_ids_the_cohort_is_not_hoverable_and_nothing_breaks():
     _, fig = _map(np.zeros((3, 2)), ids=None)
     assert fig.data[1].customdata is None and fig.data[1].hoverinfo == "skip"
+
+
+def test_a_click_names_the_dot_s_record_and_nothing_else():
+    from app.components import clicked_record
+    assert clicked_record({"points": [{"curve_number": 1, "point_index": 3, "customdata": ["r7", "r7"]}]}) == "r7"
+    assert clicked_record({"points": [{"curve_number": 3, "point_index": 0}]}) is None     # the record's own path
+    assert clicked_record({"points": []}) is None and clicked_record(None) is None
+    _, fig = _map(np.zeros((3, 2)))                     # the ids the figure hands out are the ones read back
+    for t in fig.data[:-1]:
+        for i, cd in enumerate(t.customdata):
+            assert clicked_record({"points": [{"customdata": list(cd), "point_index": i}]}) == cd[0]
