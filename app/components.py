@@ -159,15 +159,28 @@ def faithfulness_summary(rep: dict) -> str:
 
 
 # --- panels --------------------------------------------------------------------------------------------------
+# A class name as the headline value (multiclass) is shown in full: it wraps instead of ending in "…", and a long
+# one is set smaller, so three outcomes side by side stay readable at 1,280 px.
+HEADLINE_SHORT = 12                 # characters that fit a third of the page at the metric's own size
+HEADLINE_STYLE = """<style>
+[class*="st-key-ex_head"] [data-testid="stMetricValue"], [class*="st-key-ex_head"] [data-testid="stMetricValue"] * {
+  white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere;}
+[class*="st-key-ex_headlong_"] [data-testid="stMetricValue"] {font-size: 1.6rem; line-height: 1.25;}
+</style>"""
+
+
 def headline(spec, view, classes: dict, sure: dict[str, str] | None = None) -> None:
     """One metric per task: the final prediction, its change since the prior, the actual outcome, and (`sure`:
     task -> sentence) what such a prediction has meant on held-out records."""
+    st.html(HEADLINE_STYLE)
     cols = st.columns(len(spec.tasks))
-    for c, td in zip(cols, spec.tasks):
+    for i, (col, td) in enumerate(zip(cols, spec.tasks)):
         h = headlines(view, [td])[td.name]
         delta = label_md(F.signed(h.change, td.units)) if td.type == "regression" else F.points(h.change)
         plain = class_names(td, classes.get(td.name))
         shown = plain[h.cls] if h.cls is not None else value_text(td, h.final, classes.get(td.name))
+        # the key holds our index, never the task's (user) name: it becomes a CSS class
+        c = col.container(key=f"ex_head{'long' if len(shown) > HEADLINE_SHORT else ''}_{i}")
         c.metric(label_md(td.display), label_md(shown), delta=delta, delta_color="off", delta_arrow=h.direction,
                  delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
         prob = f"Probability {F.pct(h.final)} · " if h.cls is not None else ""
