@@ -39,6 +39,12 @@ _LONELY_DOT = """() => {
 }"""
 
 
+# JS prefix: x = the record path's x values on the state map (null while it is not drawn)
+_PATH_X = """() => { const el = document.querySelector('.st-key-ex_state_map .js-plotly-plot');
+  const t = el && el._fullData && el._fullData.find(t => t.name === 'this record, step by step');
+  const x = t ? Array.from(t.x) : null"""
+
+
 @pytest.fixture(scope="module")
 def server():
     require_browser()
@@ -79,6 +85,7 @@ def test_clicking_a_dot_on_the_state_map_opens_that_record(server):
             page.locator(".st-key-ex_state_map").scroll_into_view_if_needed()
             page.wait_for_timeout(500)
             dot = page.evaluate(_LONELY_DOT)
+            path_before = page.evaluate(_PATH_X + "; return JSON.stringify(x); }")
             assert dot is not None and dot["id"] != first and dot["gap"] >= 4, dot
             page.locator(".st-key-ex_state_map").screenshot(path=str(ARTIFACTS / "state_map.png"))
             page.mouse.move(dot["x"], dot["y"])
@@ -90,6 +97,11 @@ def test_clicking_a_dot_on_the_state_map_opens_that_record(server):
             # the record picker shows the clicked record, and the page is that record's
             assert _record(page) == dot["id"]
             assert page.locator(".st-key-ex_record input").first.input_value().startswith(dot["id"])
+            # the State tab stays open and the map now draws the clicked record's path
+            page.wait_for_function(_PATH_X.replace("() =>", "(before) =>") + "; return x !== null && "
+                                   "JSON.stringify(x) !== before; }", arg=path_before, timeout=T)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "state_map_after_click.png"))
             assert not errors, errors
         finally:
             br.close()
