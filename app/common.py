@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from mmn_core import CheckpointError, SpecError
+from mmn_core.fmt import is_identifier
 
 from . import escape
 from . import resources as R
@@ -71,13 +72,16 @@ def actual_text(task, label, classes=None) -> str:
     return task.class_display(classes[int(label)])
 
 
-def raw_text(value, units: str = "") -> str:
-    """A raw data value for display ('112 beats/min', 'female', 'not measured')."""
+def raw_text(value, units: str = "", column: str = "") -> str:
+    """A raw data value for display ('112 beats/min', 'female', 'not measured'); a whole number in an identifier
+    column (fmt.is_identifier: 'birth_year', 'patient_id') without thousands separators ('1980')."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "not measured"
     if isinstance(value, (bool, np.bool_)):
         return str(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
+        if float(value).is_integer() and is_identifier(column):
+            return f"{float(value):.0f} {units}".strip()
         return f"{number(float(value))} {units}".strip()
     return f"{value} {units}".strip()
 

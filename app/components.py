@@ -159,15 +159,28 @@ def faithfulness_summary(rep: dict) -> str:
 
 
 # --- panels --------------------------------------------------------------------------------------------------
+# A class name as the headline value (multiclass) is shown in full: it wraps instead of ending in "…", and a long
+# one is set smaller, so three outcomes side by side stay readable at 1,280 px.
+HEADLINE_SHORT = 12                 # characters that fit a third of the page at the metric's own size
+HEADLINE_STYLE = """<style>
+[class*="st-key-ex_head"] [data-testid="stMetricValue"], [class*="st-key-ex_head"] [data-testid="stMetricValue"] * {
+  white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere;}
+[class*="st-key-ex_headlong_"] [data-testid="stMetricValue"] {font-size: 1.6rem; line-height: 1.25;}
+</style>"""
+
+
 def headline(spec, view, classes: dict, sure: dict[str, str] | None = None) -> None:
     """One metric per task: the final prediction, its change since the prior, the actual outcome, and (`sure`:
     task -> sentence) what such a prediction has meant on held-out records."""
+    st.html(HEADLINE_STYLE)
     cols = st.columns(len(spec.tasks))
-    for c, td in zip(cols, spec.tasks):
+    for i, (col, td) in enumerate(zip(cols, spec.tasks)):
         h = headlines(view, [td])[td.name]
         delta = label_md(F.signed(h.change, td.units)) if td.type == "regression" else F.points(h.change)
         plain = class_names(td, classes.get(td.name))
         shown = plain[h.cls] if h.cls is not None else value_text(td, h.final, classes.get(td.name))
+        # the key holds our index, never the task's (user) name: it becomes a CSS class
+        c = col.container(key=f"ex_head{'long' if len(shown) > HEADLINE_SHORT else ''}_{i}")
         c.metric(label_md(td.display), label_md(shown), delta=delta, delta_color="off", delta_arrow=h.direction,
                  delta_description="since the prior (no data)", help=md(td.description) if td.description else None)
         prob = f"Probability {F.pct(h.final)} · " if h.cls is not None else ""
@@ -316,7 +329,7 @@ def inside_a_step(b, view, focus: str, use, order) -> None:
     mspec = spec.modality(am)
     by_col = attribution_in_units(a, td.type)
     labels = [col_label(mspec, c) for c in a.columns]
-    raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, "")) for c in a.columns]
+    raws = [attr_raw_text(a.raw.get(c), mspec.units.get(c, ""), c) for c in a.columns]
     pp = 100.0 if td.type != "regression" else 1.0          # classification: percentage points, as the Why bars
     vals = [by_col[c] * pp for c in a.columns]
     plain = class_names(td, classes.get(focus))
@@ -354,11 +367,11 @@ def reference_text(spec, a) -> str:
     return head
 
 
-def attr_raw_text(rv, units: str) -> str:
+def attr_raw_text(rv, units: str, column: str = "") -> str:
     """A raw value beside its attribution; a sequence shows its latest value."""
     if isinstance(rv, list):
-        return f"{raw_text(rv[-1], units)} (latest of {len(rv)})" if rv else "—"
-    return raw_text(rv, units)
+        return f"{raw_text(rv[-1], units, column)} (latest of {len(rv)})" if rv else "—"
+    return raw_text(rv, units, column)
 
 
 def compare(b, view, use, order) -> None:
@@ -410,10 +423,38 @@ def state_tab(b, view, focus: str, table: pd.DataFrame, use) -> None:
     fig = F.state_map(cloud, table[f"{focus}__label"].to_numpy(), outcome_type=td.type, outcome_label=td.display,
                       classes=class_names(td, b.trained.prep.classes.get(focus)), path_xy=smap.transform(view.states),
                       steps=steps, step_labels=labels, colors=F.modality_colors(spec.modality_names),
-                      skipped=view.skipped, units=td.units)
-    st.plotly_chart(fig, key="ex_state_map", config=CHART_CONFIG)
-    st.caption("Each grey dot is another test record's final state, squeezed onto two axes (PCA); records the "
-               "model sees as similar lie close together. The coloured path is this record, step by step.")
+                      skipped=view.skipped, units=td.units, ids=table["id"].tolist())
+    # A click on a dot opens that record: the callback notes it (callbacks cannot rerun the whole page), then
+    # the record is opened exactly as a shared link opens one (state.URL_VIEW, read at the top of the Explorer).
+    st.plotly_chart(fig, key=MAP_KEY, config=CHART_CONFIG, on_select=_map_clicked, selection_mode="points")
+    rid = st.session_state.pop(MAP_CLICKED, None)
+    if rid is not None and rid != st.session_state.get(S.EX_RECORD):
+        st.session_state[S.URL_VIEW] = {"record": rid}
+        st.rerun(scope="app")
+    st.caption("Each dot is another test record's final state, squeezed onto two axes (PCA), coloured by what "
+               "actually happened; records the model sees as similar lie close together. The path is this record, "
+               "step by step. Click a dot to open that record.")
+
+
+MAP_KEY = "ex_state_map"
+MAP_CLICKED = "_ex_map_clicked"     # the record id of the dot last clicked on the state map (one-shot)
+
+
+def clicked_record(selection) -> str | None:
+    """The record id of the clicked cohort dot in a plotly selection event ({points: [{customdata: [id, ...]}]}),
+    None when nothing (or only the record's own path, which carries no id) was clicked."""
+    for p in (selection or {}).get("points", []) or []:
+        cd = p.get("customdata")
+        if isinstance(cd, (list, tuple)) and cd:
+            return str(cd[0])
+    return None
+
+
+def _map_clicked() -> None:
+    event = st.session_state.get(MAP_KEY)
+    rid = clicked_record(event.get("selection") if event else None)
+    if rid is not None:
+        st.session_state[MAP_CLICKED] = rid
 
 
 def data_tab(b, row: int, measured: dict, use) -> None:
@@ -436,7 +477,8 @@ def data_tab(b, row: int, measured: dict, use) -> None:
             if measured[m] and mspec.kind == "tabular":
                 st.dataframe(pd.DataFrame({
                     "Measurement": [col_label(mspec, c) for c in mspec.columns],
-                    "Value": [raw_text(rec[c]) if not isinstance(rec[c], str) else rec[c] for c in mspec.columns],
+                    "Value": [raw_text(rec[c], column=c) if not isinstance(rec[c], str) else rec[c]
+                              for c in mspec.columns],
                     "Unit": [mspec.units.get(c, "") for c in mspec.columns]}), hide_index=True,
                     key=f"ex_data__{m}")
             elif measured[m]:

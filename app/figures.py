@@ -26,13 +26,15 @@ OKABE_ITO = ["#7F5700", "#2F6380", "#009E73", "#D55E00", "#CA78A5", "#003F62", "
 TOL_EXTRA = ["#882255", "#999933", "#332288", "#3B9484", "#AA4499", "#661100", "#117733"]
 PALETTE = OKABE_ITO + TOL_EXTRA
 PRIOR_COLOR = "#7F7F7F"
-NONE_COLOR = "#B0B0B0"                           # a step without data (not measured)
+NONE_COLOR = "#8C8C8C"                           # a step without data (not measured); 3.4:1 on white
 LINE_COLOR = "#404040"
 MODEL_COLORS = {"multimodn": "#0072B2", "pfusion": "#D55E00"}
-# cohort map, binary: negative mid grey, positive black, drawn at OUTCOME_OPACITY: as blended on white, each
-# is ≥ 3:1 against the background and against the other (the old pair, #C8C8C8 / #404040 at 0.55, looked alike)
-OUTCOME_COLORS = ["#767676", "#000000"]
-OUTCOME_OPACITY = 0.8
+# cohort map, binary: negative Tol teal, positive Tol dark red (palette colours, apart in hue and in lightness, so
+# also for colour-blind readers), drawn at OUTCOME_OPACITY: as blended on white each is ≥ 3:1 against the
+# background and ≥ 3:1 against the other (measured in tests/test_accessibility.py; the grey/black pair read as
+# two shades of "no data")
+OUTCOME_COLORS = [TOL_EXTRA[3], TOL_EXTRA[5]]
+OUTCOME_OPACITY = 0.9
 CLASS_SCALE = "Cividis"                          # multiclass / regression colouring (colour-blind safe)
 STATE_SCALE = "PuOr"                             # diverging, colour-blind safe
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
@@ -347,54 +349,75 @@ def state_heatmap(states: np.ndarray, step_labels: Sequence[str], skipped: Seque
 def state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outcome_type: str, outcome_label: str,
               classes: Sequence[str] | None, path_xy: np.ndarray, steps: Sequence[str],
               step_labels: Sequence[str], colors: dict[str, str], skipped: Sequence[bool],
-              units: str = "") -> go.Figure:
+              units: str = "", ids: Sequence[str] | None = None) -> go.Figure:
     """The record's path through the cohort's 2-D map of final states.
 
     cohort_xy: (N, 2); cohort_values: (N,) actual outcome (class index, NaN = unknown, or value in units);
-    path_xy: (K+1, 2) the record's state after each step, projected the same way."""
+    path_xy: (K+1, 2) the record's state after each step, projected the same way; ids: (N,) record ids, carried
+    by each cohort dot as customdata [id, escaped id] (a click on a dot names its record; the hover shows it).
+    The legend names the outcome ("<outcome>: <class>"), a regression's colour bar the actual value in its units.
+    Only the path's start and end are labelled, with arrows pointing in opposite directions, so the two labels
+    never cover each other however close the points are."""
     cohort_xy = np.asarray(cohort_xy, dtype=float)
     cohort_values = np.asarray(cohort_values, dtype=float)
     path_xy = np.asarray(path_xy, dtype=float)
+    ids = [str(r) for r in ids] if ids is not None else None
+    what = esc(outcome_label)
+
+    def dots(sel, hover_value: str) -> dict:
+        if ids is None:
+            return dict(hoverinfo="skip")
+        return dict(customdata=[[ids[i], esc(ids[i])] for i in np.flatnonzero(sel)],
+                    hovertemplate=f"Record %{{customdata[1]}}<br>{hover_value}<br><i>click to open it</i>"
+                                  "<extra></extra>")
+
     fig = go.Figure()
     known = ~np.isnan(cohort_values)
     if (~known).any():
         fig.add_trace(go.Scattergl(x=cohort_xy[~known, 0], y=cohort_xy[~known, 1], mode="markers",
                                    marker=dict(size=4, color="#E8E8E8"), name="outcome unknown",
-                                   hoverinfo="skip"))
+                                   **dots(~known, f"{what}: not recorded")))
     if outcome_type == "regression":
+        title = f"Actual {what} ({esc(units)})" if units else f"Actual {what}"
         fig.add_trace(go.Scattergl(x=cohort_xy[known, 0], y=cohort_xy[known, 1], mode="markers",
                                    marker=dict(size=4, color=cohort_values[known], colorscale=CLASS_SCALE,
-                                               opacity=0.5, colorbar=dict(title=esc(units) or "value",
-                                                                          thickness=12)),
-                                   name=esc(outcome_label), hoverinfo="skip"))
+                                               opacity=0.5, colorbar=dict(title=title, thickness=12)),
+                                   name=what, legendgroup="outcome",
+                                   **dots(known, f"actual {what}: %{{marker.color:.3~g}} {esc(units)}".strip())))
     else:
         cls = list(classes or [])
         n_cls = max(len(cls), int(np.nanmax(cohort_values)) + 1 if known.any() else 0)
         palette = OUTCOME_COLORS if n_cls == 2 else _sample_scale(n_cls)
         for c in range(n_cls):
             sel = known & (cohort_values == c)
-            name = cls[c] if c < len(cls) else str(c)
+            name = esc(cls[c] if c < len(cls) else str(c))
             fig.add_trace(go.Scattergl(x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
                                        marker=dict(size=4, color=palette[c],
                                                    opacity=OUTCOME_OPACITY if n_cls == 2 else 0.55),
-                                       name=f"actual: {esc(name)}", hoverinfo="skip"))
+                                       name=f"{what}: {name}", legendgroup="outcome",
+                                       **dots(sel, f"actual {what}: {name}")))
     sk = np.asarray(skipped, dtype=bool)
     mcolors = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
     symbols = ["square"] + ["circle-open" if s else "circle" for s in sk]
-    # Only the start and the end are labelled (every step's label would pile up where steps move little);
-    # each dot has its modality's colour and a hover label.
-    ends = ["Start (no data)"] + [""] * (len(step_labels) - 2) + ["Final"] if len(step_labels) > 1 else ["Start"]
-    fig.add_trace(go.Scatter(x=path_xy[:, 0], y=path_xy[:, 1], mode="lines+markers+text",
+    fig.add_trace(go.Scatter(x=path_xy[:, 0], y=path_xy[:, 1], mode="lines+markers",
                              line=dict(color="black", width=1.5),
                              marker=dict(size=12, color=mcolors, symbol=symbols, line=dict(width=2, color=mcolors)),
-                             text=ends, textposition="top center",
-                             textfont=dict(size=12), name="this record, step by step",
+                             name="this record, step by step",
                              hovertext=[esc(l) + (" (skipped)" if j > 0 and sk[j - 1] else "")
                                         for j, l in enumerate(step_labels)], hoverinfo="text"))
+    # The start label on the side away from the end, the end label on the side away from the start (pixels).
+    right = len(path_xy) < 2 or path_xy[-1, 0] >= path_xy[0, 0]
+    ends = [("Start (no data)" if len(path_xy) > 1 else "Start", path_xy[0], -1 if right else 1, 1)]
+    if len(path_xy) > 1:
+        ends.append(("Final", path_xy[-1], 1 if right else -1, -1))
+    notes = [dict(x=float(xy[0]), y=float(xy[1]), text=text, showarrow=True, arrowhead=2, arrowwidth=1.2,
+                  arrowcolor=LINE_COLOR, ax=55 * sx, ay=32 * sy, font=dict(size=12, color=LINE_COLOR),
+                  bgcolor="rgba(255,255,255,0.85)", borderpad=2) for text, xy, sx, sy in ends]
     fig.update_xaxes(showticklabels=False, title="map axis 1")
     fig.update_yaxes(showticklabels=False, title="map axis 2")
-    return _layout(fig, f"Where this record sits among the cohort (coloured by {esc(outcome_label)})",
-                   height=480, legend=dict(orientation="h", yanchor="top", y=-0.08))
+    return _layout(fig, f"Where this record sits among the cohort, coloured by what actually happened ({what})",
+                   height=480, annotations=notes, clickmode="event+select",
+                   legend=dict(orientation="h", yanchor="top", y=-0.08))
 
 
 def compare_bars(task_labels: Sequence[str], mmn: Sequence[float], pf: Sequence[float],
@@ -716,7 +739,8 @@ def outcome_spread(names: Sequence[str], labels: Sequence[str], outcomes: Sequen
 METHOD_LABELS = {"shapley": "Exact Shapley", "leave_one_out": "Leave one out", "step_delta": "Change at its step",
                  "ig": "Integrated Gradients (per kind of data)", "shapley_sampling": "Shapley sampling (Captum)",
                  "random": "Random order (baseline)"}
-METHOD_COLORS = {"shapley": "#0072B2", "leave_one_out": "#E69F00", "step_delta": "#009E73", "ig": "#CC79A7",
+# each ≥ 3:1 on white (Okabe-Ito's orange #E69F00, 2.3:1, became the palette's ochre)
+METHOD_COLORS = {"shapley": "#0072B2", "leave_one_out": OKABE_ITO[0], "step_delta": "#009E73", "ig": "#CC79A7",
                  "shapley_sampling": "#D55E00", "random": PRIOR_COLOR}
 
 
@@ -848,7 +872,7 @@ def present_state_map(cohort_xy: np.ndarray, cohort_values: np.ndarray, *, outco
             traces.append(dict(type="scattergl", x=cohort_xy[sel, 0], y=cohort_xy[sel, 1], mode="markers",
                                marker=dict(size=4, color=palette[c], opacity=OUTCOME_OPACITY if n_cls == 2
                                            else 0.45), hoverinfo="skip",
-                               name=f"actual: {esc(cls[c] if c < len(cls) else c)}"))
+                               name=f"actual: {esc(cls[c] if c < len(cls) else c)}", legendgroup="outcome"))
     mcol = [PRIOR_COLOR] + [colors.get(s, PRIOR_COLOR) for s in steps[1:]]
     ran = [j for j in range(upto + 1) if status[j] in ("prior", "ran")]
     traces.append(dict(type="scatter", x=path[ran, 0], y=path[ran, 1], mode="lines", hoverinfo="skip",

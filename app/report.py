@@ -115,7 +115,7 @@ def attribution_frame(b: R.Bundle, ref, rid: str, use, order, task: str, method:
             rv = a.raw.get(col)
             rows.append({"modality": ms.display, "value": col_label(ms, col),
                          "this record": raw_text(rv[-1] if isinstance(rv, list) and rv else
-                                                 (None if isinstance(rv, list) else rv), ms.units.get(col, "")),
+                                                 (None if isinstance(rv, list) else rv), ms.units.get(col, ""), col),
                          "attribution": by_col[col], "method": METHOD_NAMES[method],
                          "convergence delta": a.delta})
     return pd.DataFrame(rows)
@@ -222,7 +222,7 @@ def render_html(g: dict) -> str:
             parts.append(f"<p class='meta'>{_h(ms.description)}</p>")
         if measured[m] and ms.kind == "tabular":
             parts.append(_table(pd.DataFrame({"Measurement": [col_label(ms, c) for c in ms.columns],
-                                              "Value": [rec[c] if isinstance(rec[c], str) else raw_text(rec[c])
+                                              "Value": [rec[c] if isinstance(rec[c], str) else raw_text(rec[c], "", c)
                                                         for c in ms.columns],
                                               "Unit": [ms.units.get(c, "") for c in ms.columns]})))
         elif measured[m]:

@@ -253,3 +253,100 @@ def load(directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
     model.eval()
     return Trained(model, ck_spec.model_copy(update={"base_dir": str(spec.base_dir) if spec else ""}), prep,
                    cfg.get("history", []), cfg.get("metrics", {}), cfg.get("info", {}))
+
+
+# --- the checkpoint as one .zip (the dashboard's download, and its upload) -------------------------------------
+MAX_ZIP_BYTES = 200 * 2**20         # an uploaded .zip (the dashboard's upload limit, .streamlit/config.toml)
+MAX_ZIP_ENTRIES = 8                 # the two files and at most their folder entries
+
+
+def to_zip(directory: str | Path, folder: str = "") -> bytes:
+    """The checkpoint folder as .zip bytes: its two files, inside `folder/` when given (load_zip reads it back)."""
+    import io
+    import zipfile
+    directory = Path(directory)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in FILES:
+            z.write(directory / f, f"{folder}/{f}" if folder else f)
+    return buf.getvalue()
+
+
+def extract_zip(data: bytes, directory: str | Path) -> Path:
+    """Unpack a checkpoint .zip (to_zip's layout: config.json and model.safetensors, at the top or in one folder)
+    into `directory` (created; must be empty or absent) and return it. Nothing is trusted from the archive but
+    the bytes of those two files: names are checked (no absolute paths, no '..', no other files, no links) and
+    then never used to build a path; each file is copied in chunks and refused past its load cap, whatever
+    its header claims (a zip bomb stops at the cap). Raises CheckpointError with one line. `load` then runs
+    its own checks (checksums, sizes, statistics, architecture) on the result."""
+    import io
+    import posixpath
+    import zipfile
+    if len(data) > MAX_ZIP_BYTES:
+        raise CheckpointError(f"the .zip has {len(data):,} bytes, more than the {MAX_ZIP_BYTES:,} accepted")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+        infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise CheckpointError("not a .zip file (or a damaged one)") from None
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise CheckpointError(f"the .zip holds {len(infos)} entries; a checkpoint .zip holds only {', '.join(FILES)}")
+    found: dict[str, zipfile.ZipInfo] = {}
+    folders = set()
+    for info in infos:
+        name = info.filename
+        norm = posixpath.normpath(name)
+        if ("\\" in name or name.startswith("/") or ".." in name.split("/") or ":" in name or "\x00" in name
+                or norm.startswith("..")):
+            raise CheckpointError(f"the .zip has an unsafe path ({name!r})")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise CheckpointError(f"the .zip holds a link ({name!r}); links are not followed")
+        if info.is_dir():
+            continue
+        head, base = posixpath.split(norm)
+        if base not in FILES or "/" in head or base in found:
+            raise CheckpointError(f"the .zip holds {name!r}; a checkpoint .zip holds only {', '.join(FILES)} "
+                                  "(at the top or in one folder)")
+        if info.flag_bits & 0x1:
+            raise CheckpointError("the .zip is encrypted")
+        found[base] = info
+        folders.add(head)
+    if set(found) != set(FILES):
+        raise CheckpointError(f"the .zip lacks {', '.join(sorted(set(FILES) - set(found)))}")
+    if len(folders) != 1:
+        raise CheckpointError("the two files of the .zip are in different folders")
+    directory = Path(directory)
+    if directory.exists() and (directory.is_symlink() or not directory.is_dir() or any(directory.iterdir())):
+        raise CheckpointError(f"{directory}: exists and is not an empty folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    caps = {"config.json": MAX_CONFIG_BYTES, "model.safetensors": MAX_WEIGHTS_BYTES}
+    try:
+        for base, info in found.items():
+            written = 0
+            with z.open(info) as src, open(directory / base, "xb") as dst:
+                for chunk in iter(lambda: src.read(2**20), b""):
+                    written += len(chunk)
+                    if written > caps[base]:
+                        raise CheckpointError(f"{base} in the .zip is larger than the {caps[base]:,} bytes a "
+                                              "checkpoint may have")
+                    dst.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise CheckpointError(f"cannot unpack the .zip ({err})") from None
+    except CheckpointError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_zip(data: bytes, directory: str | Path, spec: DatasetSpec | None = None) -> Trained:
+    """extract_zip into `directory`, then `load` it (every load check applies). A folder this function filled
+    before with the same bytes (content-addressed callers) is loaded again instead of unpacked twice."""
+    directory = Path(directory)
+    if not (directory.is_dir() and is_checkpoint_folder(directory) and any(directory.iterdir())):
+        extract_zip(data, directory)
+    try:
+        return load(directory, spec)
+    except CheckpointError:
+        shutil.rmtree(directory, ignore_errors=True)      # refused: leave nothing behind
+        raise

@@ -5,8 +5,12 @@ Everything here is pure and never raises on NaN/inf/None: a missing number is wr
 from __future__ import annotations
 
 import math
+import re
 
 MISSING = "–"
+# Column-name words that mark a number as a label rather than a quantity (a calendar year, a code, an id):
+# written without thousands separators, as a spreadsheet or statistics package shows such a column.
+IDENTIFIER_WORDS = frozenset({"year", "yr", "yob", "id", "code", "zip", "zipcode", "postcode", "icd"})
 
 
 def _bad(v) -> bool:
@@ -30,6 +34,23 @@ def number(v, digits: int | None = None) -> str:
         a = abs(v)
         digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 0.1 else 3
     return f"{v:,.{digits}f}"
+
+
+def is_identifier(column: str) -> bool:
+    """Whether a column holds labels written as numbers: one of its words (split at '_', '-', spaces, digits and
+    camelCase: 'birth_year', 'BirthYear', 'yob', 'patient_id', 'zip code') is in IDENTIFIER_WORDS. By the name,
+    not by the value: 1980 is a year in 'birth_year' but a quantity in 'dose_mg', and no range of values tells
+    them apart."""
+    words = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", str(column))
+    return any(w.lower() in IDENTIFIER_WORDS for w in words)
+
+
+def value(v, column: str = "", units: str = "") -> str:
+    """A feature's raw value for people: with_units, except that a whole number in an identifier column
+    (is_identifier: a year, a code, an id) keeps its digits as written ('Birth year = 1980', not '1,980')."""
+    if not _bad(v) and float(v).is_integer() and is_identifier(column):
+        return f"{float(v):.0f} {units}".strip()
+    return with_units(v, units)
 
 
 def with_units(v, units: str = "") -> str:

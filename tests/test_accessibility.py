@@ -4,7 +4,10 @@ are text (1.4.3: ≥ 4.5:1). The modality colours must also stay apart for colou
 the Machado et al. 2009 full-severity simulation matrices)."""
 from __future__ import annotations
 
+import ast
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,7 +92,7 @@ def test_modality_colours_stay_apart_for_colour_blind_readers(vision):
 
 
 def _outcome_traces(fig):
-    return [t for t in fig.data if str(t.name).startswith("actual: ")]
+    return [t for t in fig.data if t.legendgroup == "outcome"]
 
 
 @pytest.mark.parametrize("which", ["explorer", "present"])
@@ -108,3 +111,72 @@ def test_cohort_map_outcomes_as_drawn_are_visible_and_distinct(which):
     for c in shown:
         assert contrast(c) >= 3.0
     assert contrast(shown[0], shown[1]) >= 3.0
+
+
+# --- every colour constant of app/figures.py, found by reading the module (a new constant is checked too) -------
+HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
+# The only exemption, by name: the axis frame and gridlines are decoration (values are read from the labelled ticks
+# and the marks), which WCAG 1.4.11 does not cover; kept light on purpose so they stay behind the data.
+DECORATION = {"_AXIS": {"linecolor", "gridcolor"}}
+
+
+def _hex_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if HEX.match(value) else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [c for v in value for c in _hex_in(v)]
+    return []
+
+
+def _colour_constants() -> dict[str, str]:
+    """'NAME' / 'NAME[i]' / 'NAME[key]' -> colour, for every module-level constant of app/figures.py holding one:
+    the literals written in its top-level assignments (source) and the values of its UPPER_CASE globals
+    (which includes colours built from others, e.g. METHOD_COLORS' OKABE_ITO[0])."""
+    found = {}
+    tree = ast.parse(Path(F.__file__).read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+            if ast.unparse(target) in DECORATION:
+                continue
+            lits = [n.value for n in ast.walk(node.value) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                    and HEX.match(n.value)]
+            for i, c in enumerate(lits):
+                found[f"{ast.unparse(target)} literal {i}"] = c
+    for name, value in vars(F).items():
+        if isinstance(value, dict) and name in DECORATION:
+            value = {k: v for k, v in value.items() if k not in DECORATION[name]}
+        if name.isupper():
+            for i, c in enumerate(_hex_in(value)):
+                found[f"{name}[{i}]"] = c
+    return found
+
+
+def test_the_colour_constants_are_found():
+    found = set(_colour_constants().values())
+    assert {F.NONE_COLOR, F.PRIOR_COLOR, F.STATUS_COLOR, F.LINE_COLOR, *F.PALETTE, *F.OUTCOME_COLORS,
+            *F.METHOD_COLORS.values(), *F.MODEL_COLORS.values()} <= found
+    assert len(_colour_constants()) >= 40
+    assert all(HEX.match(F._AXIS[k]) for k in DECORATION["_AXIS"])     # the exemption names real colour keys
+
+
+@pytest.mark.parametrize("name", sorted(_colour_constants()))
+def test_every_colour_constant_reaches_3_to_1_on_white(name):
+    c = _colour_constants()[name]
+    assert contrast(c) >= 3.0, f"{name} = {c}: {contrast(c):.2f}:1"
+
+
+def test_the_old_grey_and_orange_failed_and_their_replacements_pass():
+    assert contrast("#B0B0B0") < 3.0 and contrast("#E69F00") < 3.0
+    assert contrast(F.NONE_COLOR) >= 3.0 and contrast(F.METHOD_COLORS["leave_one_out"]) >= 3.0
+    # "not measured" stays apart from the prior's grey (lighter), and the methods keep distinct colours
+    assert luminance(F.NONE_COLOR) > luminance(F.PRIOR_COLOR)
+    assert len(set(F.METHOD_COLORS.values())) == len(F.METHOD_COLORS)
+
+
+def test_the_binary_outcome_colours_are_palette_colours_apart_under_colour_blindness():
+    assert set(F.OUTCOME_COLORS) <= set(F.PALETTE)
+    for vision, m in CVD.items():
+        assert min_delta_e(F.OUTCOME_COLORS, m) >= 20.0, vision

@@ -285,7 +285,7 @@ def test_state_map_cohort_by_outcome_and_record_path():
     fig = F.state_map(xy, y, outcome_type="binary", outcome_label="Death", classes=["no", "yes"], path_xy=path,
                       steps=STEPS, step_labels=STEP_LABELS, colors=COLORS, skipped=[False, True, False, False])
     names = [t.name for t in fig.data]
-    assert names == ["outcome unknown", "actual: no", "actual: yes", "this record, step by step"]
+    assert names == ["outcome unknown", "Death: no", "Death: yes", "this record, step by step"]
     assert [len(t.x) for t in fig.data[:3]] == [5, 20, 25]
     p = fig.data[-1]
     np.testing.assert_allclose(_arr(p.x), path[:, 0])

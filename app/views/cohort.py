@@ -12,6 +12,7 @@ from app import resources as R
 from app import state as S
 from app.common import md, mod_label, require_bundle, task_label
 from mmn_core.explain import browse as B
+from mmn_core.explain.cohort import training_order
 
 ss = st.session_state
 b = require_bundle()
@@ -110,7 +111,8 @@ with tabs[3]:
                             key="co_spread_chart", config={"displayModeBar": False})
         spread = np.asarray(sens["spread"], dtype=float) * (100 if td.type != "regression" else 1)
         unit = "percentage points" if td.type != "regression" else (td.units or "")
-        st.caption(f"The model was trained in one order. Changing it moves a typical record's final prediction by "
+        st.caption(f"{md(training_order(b.trained).sentence)} Changing the order at prediction time moves a typical "
+                   f"record's final prediction by "
                    f"{np.median(spread):.1f} {unit} (median; 90% of records move by at most "
                    f"{np.quantile(spread, 0.9):.1f}). "
                    f"Up to {int(np.max(sens['n_orders']))} orders were tried per record.")

@@ -2,15 +2,15 @@
 trained here, or your own data), and the model card."""
 from __future__ import annotations
 
-import io
+import hashlib
 import uuid
-import zipfile
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from mmn_core import CheckpointError, ModelConfig, SpecError, TrainConfig, save, train_model
+from mmn_core.checkpoint import load_zip, to_zip
 from mmn_core.train import MITIGATIONS, mitigation_options
 
 from app import figures as F
@@ -94,20 +94,38 @@ if src == sources[0]:
 elif src == sources[1]:
     st.text_input("Checkpoint folder (with config.json and model.safetensors)", key=S.MD_PATH, persist_state="session",
                   placeholder="/path/to/checkpoint")
+
+    def use_checkpoint(trained, path: Path) -> None:
+        """Make a loaded checkpoint the active model of its kind for this dataset (same spec only)."""
+        if trained.spec.to_json() != spec.to_json():
+            raise CheckpointError("this checkpoint was trained on a different dataset description than the "
+                                  "one selected in the sidebar")
+        entry = dict(models.get(name) or (R.default_models(name) if not up else {}))
+        entry[trained.kind] = str(Path(path).resolve())
+        models[name] = entry
+        ss[S.NOTICE] = f"Loaded a {R.MODEL_NAMES[trained.kind]} model."
+        st.rerun()
+
     if st.button("Load", key=S.MD_LOAD, type="primary"):
         path = (ss.get(S.MD_PATH) or "").strip()
         try:
             if not path:
                 raise CheckpointError("enter the folder of a checkpoint")
-            trained = R.load_trained(path)
-            if trained.spec.to_json() != spec.to_json():
-                raise CheckpointError("this checkpoint was trained on a different dataset description than the "
-                                      "one selected in the sidebar")
-            entry = dict(models.get(name) or (R.default_models(name) if not up else {}))
-            entry[trained.kind] = str(Path(path).resolve())
-            models[name] = entry
-            ss[S.NOTICE] = f"Loaded a {R.MODEL_NAMES[trained.kind]} model."
-            st.rerun()
+            use_checkpoint(R.load_trained(path), Path(path))
+        except (CheckpointError, SpecError, OSError) as err:
+            show_error(err, "Cannot load the checkpoint: ")
+    # The .zip this page downloads, uploaded again: unpacked (two files only, size caps, no paths taken from
+    # the archive) into the private cache under its content hash, then loaded with every checkpoint check.
+    st.file_uploader("Or upload a checkpoint .zip (as downloaded from this page)", type=["zip"],
+                     key=S.MD_UPLOAD_CKPT)
+    if st.button("Load the .zip", key=S.MD_LOAD_ZIP):
+        zipped = ss.get(S.MD_UPLOAD_CKPT)
+        try:
+            if zipped is None:
+                raise CheckpointError("choose a .zip first")
+            blob = zipped.getvalue()
+            folder = U.private_dir(U.CACHE_DIR / "checkpoints") / hashlib.sha256(blob).hexdigest()[:32]
+            use_checkpoint(load_zip(blob, folder), folder)
         except (CheckpointError, SpecError, OSError) as err:
             show_error(err, "Cannot load the checkpoint: ")
 
@@ -247,11 +265,7 @@ if c2.button("Save", key=S.MD_SAVE):
 
 
 def _zip() -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in ("config.json", "model.safetensors"):
-            z.write(Path(ref.mmn_dir) / f, f"{name}-multimodn/{f}")
-    return buf.getvalue()
+    return to_zip(ref.mmn_dir, f"{name}-multimodn")
 
 
 st.download_button("Download the checkpoint (.zip)", data=_zip, file_name=f"{name}-multimodn.zip",

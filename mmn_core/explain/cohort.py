@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -121,6 +122,30 @@ def pattern_metrics(trained: Trained, data: TensorData, batch_size: int = 4096,
                 row[f"{t}_auroc"], row[f"{t}_accuracy"] = m["auroc"], m["accuracy"]
         rows.append(row)
     return pd.DataFrame(rows).sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class TrainingOrder:
+    """How a model met its modalities in training, read from its checkpoint's train settings
+    (info["train_config"]["shuffle_order"]). random: a new random encoder order per batch; None = not recorded
+    (an older checkpoint, or one built outside train.fit). order: the fixed order when there was one."""
+    random: bool | None
+    order: tuple[str, ...]
+    sentence: str                       # for people, e.g. "The model was trained in one order: A → B → C."
+
+
+def training_order(trained: Trained) -> TrainingOrder:
+    """The training order of `trained` as a TrainingOrder (a model trained with random orders is never called
+    'trained in one order')."""
+    cfg = (trained.info or {}).get("train_config") or {}
+    names = tuple(trained.model.modality_names)
+    labels = " → ".join(trained.spec.modality(m).display for m in names)
+    if "shuffle_order" not in cfg:
+        return TrainingOrder(None, (), "The order the model was trained in is not recorded in its checkpoint.")
+    if bool(cfg["shuffle_order"]) and _is_sequential(trained.model):
+        return TrainingOrder(True, (), "The model was trained in random orders (a new order of the kinds of data "
+                                       "for every batch), so it has no single order of its own.")
+    return TrainingOrder(False, names, f"The model was trained in one order: {labels}.")
 
 
 class _fit_anywhere:

@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from ..fmt import percent as _pct, points as _pts, with_units as _num
+from ..fmt import percent as _pct, points as _pts, value as _value, with_units as _num
 from .steps import Trace
 
 
@@ -32,7 +32,7 @@ def _push(attr, up: bool, spec) -> str:
         if isinstance(raw, list):
             raw = raw[-1] if raw else None
         units = mspec.units.get(col, "")
-        value = f" ({_num(float(raw), units)})" if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
+        value = f" ({_value(float(raw), col, units)})" if isinstance(raw, (int, float)) and not isinstance(raw, bool) \
             and math.isfinite(float(raw)) else ""
         return f"; the largest push came from {level}{name}{value}"
     hot = [attr.features[j].split("=", 1)[1] for j in feats if x[j] > 0.5]
