@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mmn_core.explain.browse import attribution_in_units, headlines
+from mmn_core.explain.browse import attribution_in_units, headlines, step_overview
 from mmn_core.fmt import percent, points, with_units
 from mmn_core.panels import PFUSION_ACQUIRE
 
@@ -50,6 +50,25 @@ def step_figures(spec, view, measured: dict, use, classes: dict, off_name: str =
                                  classes=class_names(t, classes.get(t.name)), truth=view.label[t.name],
                                  skip_reasons=reasons, sentences=view.narrative[t.name], off_name=off_name)
             for t in spec.tasks}
+
+
+def overview(spec, view, classes: dict) -> None:
+    """Every outcome × every step in one compact heatmap (the full chart of the outcome in focus follows)."""
+    ov = step_overview(view, spec.tasks)
+    finals = []
+    for t, c, f in zip(spec.tasks, ov.classes, ov.final):
+        if t.type == "regression":
+            finals.append(with_units(f, t.units))
+        elif c is not None:
+            finals.append(f"{percent(f / 100)} {class_names(t, classes.get(t.name))[c]}")
+        else:
+            finals.append(percent(f / 100))
+    labels = [mod_label(spec, m) for m in ov.steps]
+    st.plotly_chart(F.step_overview([t.display for t in spec.tasks], labels, ov.change, ov.relative, ov.units,
+                                    finals), key="ex_overview", config=CHART_CONFIG)
+    st.caption("Each cell: what that kind of data changed in that outcome's prediction (percentage points; for a "
+               "predicted value, its units; for several classes, the finally predicted one). Colour: the share of "
+               "that outcome's largest change, purple up, orange down; \u2013: the step did not run.")
 
 
 def why_figure(spec, view, task: str, measured: dict, use, classes: dict, ci: int | None = None,

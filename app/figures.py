@@ -7,6 +7,8 @@ renderer understands a few HTML tags (links included): escaped text is shown lit
 """
 from __future__ import annotations
 
+import html
+
 import math
 import re
 from typing import Sequence
@@ -141,10 +143,14 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
                       for j in range(k)]
     has_truth = truth is not None and not (isinstance(truth, float) and math.isnan(truth))
     n_ticks = k + 2 if has_truth else k + 1
-    # Labels wrapped into short lines so that neighbours never overlap: a step is ~75 px wide with 12 steps on
-    # a full-width chart at 1,500 px (about 12 characters at 12 px); with more steps they are slanted.
-    slanted = n_ticks > 13
-    width = 16 if slanted else max(11, min(20, int(150 / n_ticks)))
+    # Labels wrapped into lines that fit a step's width on the narrowest chart they appear in (the Explorer at
+    # 1,280 px with the sidebar open: a plot area of about STEP_PLOT_PX); when a single word is still wider
+    # than a step (12 steps: "Demographics" is 84 px, a step 58 px), every label is slanted instead.
+    spacing = STEP_PLOT_PX / n_ticks
+    width = max(6, min(20, int(spacing / CHAR_PX)))
+    widest = max(len(html.unescape(line)) for s_ in [*step_labels, "Actual:"] for line in wrap(s_, width).split("<br>"))
+    slanted = widest * CHAR_PX > spacing
+    width = 16 if slanted else width
     ticktext = [wrap(s, width) if kind[j] == "ran" else f"<span style='color:{STATUS_COLOR}'>{wrap(s, width)}</span>"
                 for j, s in enumerate(step_labels)]
     tickvals = list(xs)
@@ -226,7 +232,7 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
                            hoverinfo="skip", showlegend=True, legendrank=1000 + len(traces)))
     if percent:
         yaxis = dict(range=[-4, 104], ticksuffix="%", automargin=False,
-                     title=dict(text="Predicted risk (%)" if task_type == "binary" else "Predicted probability (%)"))
+                     title=dict(text="Predicted chance (%)" if task_type == "binary" else "Predicted probability (%)"))
     else:   # regression: tick numbers of unknown width; the range holds every value and the actual outcome
         shown = [float(x) for x in np.asarray(values, dtype=float).ravel() if math.isfinite(float(x))]
         shown += [ty] if has_truth else []
@@ -253,6 +259,10 @@ def step_chart(steps: Sequence[str], step_labels: Sequence[str], values: np.ndar
                title=dict(text=esc(task_label), x=0, xanchor="left", yref="container", y=1, yanchor="top",
                           pad=dict(t=8)))
     return fig
+
+
+STEP_PLOT_PX = 700      # the step chart's plot area in the Explorer at 1,280 px (sidebar open), in px
+CHAR_PX = 7.0           # mean width of a character of the 12 px tick font
 
 
 def _sample_scale(n: int) -> list[str]:
@@ -434,7 +444,7 @@ def compare_bars(task_labels: Sequence[str], mmn: Sequence[float], pf: Sequence[
             fig.add_trace(go.Bar(x=labels, y=[100 * v for v in alls], name=f"{MODEL_NAMES[key]} (all measured data)",
                                  marker=dict(color="white", line=dict(color=MODEL_COLORS[key], width=2)),
                                  text=[pct(v) for v in alls], textposition="outside", cliponaxis=False))
-    fig.update_yaxes(range=[0, 110], ticksuffix="%", title="Predicted risk (%)")
+    fig.update_yaxes(range=[0, 110], ticksuffix="%", title="Predicted chance (%)")
     return _layout(fig, "Same record, both models", height=420, barmode="group",
                    legend=dict(orientation="h", yanchor="top", y=-0.12))
 
@@ -666,7 +676,7 @@ def trust_curve(removed_labels: Sequence[str], removed: Sequence[str], deletion:
              line=dict(color=LINE_COLOR, width=2.5),
              marker=dict(size=11, color=[PRIOR_COLOR] + [colors.get(m, PRIOR_COLOR) for m in removed],
                          line=dict(width=1, color=LINE_COLOR)), hovertext=hover, hoverinfo="text")]
-    yaxis = _value_axis(task_type, units, "Predicted risk" if task_type == "binary" else "Prediction")
+    yaxis = _value_axis(task_type, units, "Predicted chance" if task_type == "binary" else "Prediction")
     return _fig(traces, esc(title) if title else None, height,
                 dict(tickvals=list(range(p + 1)), tickfont=dict(size=11), automargin=False,
                      title=dict(text="Kinds of data removed", standoff=4), range=[-0.4, p + 0.4]),
@@ -1005,4 +1015,36 @@ def aligned_shapley_bars(names: Sequence[str], labels: Sequence[str], values: np
     fig.update_xaxes(range=[-PAIR_BAR_ROOM * s, PAIR_BAR_ROOM * s], title=dict(text=title))
     fig.update_yaxes(ticktext=ticks)
     fig.update_layout(margin=dict(l=24 + 7 * width, r=60, t=50, b=50))
+    return fig
+
+
+# --- Explorer: every outcome x every step at a glance ---------------------------------------------------------------
+def step_overview(task_labels: Sequence[str], step_labels: Sequence[str], change: np.ndarray, relative: np.ndarray,
+                  units: Sequence[str], finals: Sequence[str]) -> go.Figure:
+    """A compact step × outcome heatmap: cell (t, k) = what step k did to outcome t, written in the outcome's
+    unit ("+12 pts", "−3.1 points", "+4.2 mg"), coloured by its share of that outcome's largest change (each
+    row on its own scale, since the outcomes' units differ); a step that did not run is blank ("–").
+    change, relative: (T, K); finals: (T,) the final prediction as text, shown after the row's name."""
+    change, relative = np.asarray(change, dtype=float), np.asarray(relative, dtype=float)
+
+    def cell(v: float, u: str) -> str:
+        if not math.isfinite(v):
+            return "–"
+        return signed(v, "pts") if u == "points" else signed(v, esc(u))
+
+    text = [[cell(v, u) for v in row] for row, u in zip(change, units)]
+    ylab = [f"{esc(t)}<br><span style='font-size:11px'>ends at {esc(f)}</span>" for t, f in zip(task_labels, finals)]
+    xlab = [wrap(s, 10) for s in step_labels]        # flat, up to 4 short lines: ~60 px a column at 1,280 px
+    hover = [[f"<b>{esc(s)}</b> → {esc(t)}: {txt}" for s, txt in zip(step_labels, row)]
+             for t, row in zip(task_labels, text)]
+    fig = go.Figure(go.Heatmap(z=relative, x=list(range(len(step_labels))), y=list(range(len(task_labels))),
+                               text=text, texttemplate="%{text}", textfont=dict(size=12), hovertext=hover,
+                               hoverinfo="text", colorscale=STATE_SCALE, zmid=0, zmin=-1, zmax=1, showscale=False,
+                               xgap=2, ygap=2))
+    fig.update_xaxes(tickvals=list(range(len(step_labels))), ticktext=xlab, side="top", tickfont=dict(size=10),
+                     tickangle=0)
+    fig.update_yaxes(tickvals=list(range(len(task_labels))), ticktext=ylab, autorange="reversed")
+    top = 14 + 13 * max((x.count("<br>") + 1 for x in xlab), default=1)
+    fig.update_layout(height=top + 20 + 46 * len(task_labels), margin=dict(l=10, r=10, t=top, b=10),
+                      plot_bgcolor="white", paper_bgcolor="white", font=dict(size=12))
     return fig

@@ -224,7 +224,8 @@ def test_every_explorer_tab_renders(explorer, engine):
     # Why: the focus outcome's bars; the other outcomes' once their expander is opened
     expected = {"Why": 2, "What to measure next": 1, "Inside a step": 1, "State": 2, "Compare with P-Fusion": 1,
                 "Data": 0}
-    n_steps = len(engine[0].spec.tasks)
+    n_tasks = len(engine[0].spec.tasks)
+    n_steps = n_tasks + 1                  # the step area: the overview heatmap + one step chart per outcome
     for tab, n in expected.items():
         at.session_state[S.EX_TABS] = tab
         at.run()
@@ -242,7 +243,7 @@ def test_every_explorer_tab_renders(explorer, engine):
     at.session_state[S.EX_WHY_MORE] = True
     at.run()
     ok(at)
-    assert len(at.get("plotly_chart")) == 2 * n_steps + 1          # + the trust element's curve
+    assert len(at.get("plotly_chart")) == n_steps + n_tasks + 1    # + the trust element's curve
     at.session_state[S.EX_WHY_MORE] = False
     at.run()
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from html import unescape as html_unescape
 
 import numpy as np
@@ -90,7 +91,7 @@ def test_step_chart_binary_traces_percentages_and_axes():
     assert m is next(t for t in fig.data if t.mode == "markers")     # the first marker trace (browser tests)
     np.testing.assert_allclose(_arr(m.y), 100 * values)
     assert list(m.x) == [0, 1, 2, 3, 4]
-    assert fig.layout.yaxis.title.text == "Predicted risk (%)"
+    assert fig.layout.yaxis.title.text == "Predicted chance (%)"
     assert tuple(fig.layout.yaxis.range) == (-4, 104)
     assert fig.layout.xaxis.title.text.startswith("Step")
     assert fig.layout.title.text == "Death"
@@ -386,7 +387,7 @@ def test_mnar_chart_clean_solid_reversed_dashed_two_model_colours():
 def test_every_figure_serialises_to_json():
     fig, _, _ = _binary_chart()
     spec = json.loads(pio.to_json(fig))
-    assert spec["layout"]["yaxis"]["title"]["text"] == "Predicted risk (%)"
+    assert spec["layout"]["yaxis"]["title"]["text"] == "Predicted chance (%)"
 
 
 # --- how much to trust this; what to measure next; faithfulness per method --------------------------------------
@@ -401,7 +402,7 @@ def test_trust_curve_draws_the_deletion_curve_against_random_in_percent():
     assert dashed.line.dash == "dash" and solid.line.dash is None
     # each removal's dot in that modality's colour, the start grey
     assert list(solid.marker.color) == [F.PRIOR_COLOR, COLORS["vitals"], COLORS["imaging"], COLORS["demo"]]
-    assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.title.text == "Predicted risk (%)"
+    assert fig.layout.yaxis.ticksuffix == "%" and fig.layout.yaxis.title.text == "Predicted chance (%)"
     # the removed modality named in the hover, escaped (user text)
     assert F.esc(LABELS[3]) in solid.hovertext[2] and "<img" not in pio.to_json(fig)
 
@@ -512,3 +513,24 @@ def test_measure_table_rows_per_modality_and_task():
     assert t["Expected change"].tolist() == ["7 points", "1.50 kg", "2 points", "2.50 kg"]
     assert t["Prediction flips"].tolist() == ["25%", "–", "0%", "–"]
     assert t["Likely range (middle 80%)"].iloc[1] == "68.4 kg to 71.6 kg"
+
+
+def test_step_chart_labels_fit_a_step_or_are_slanted():
+    """At the Explorer's width (1,280 px, sidebar open) no wrapped tick label is wider than a step: SUPPORT2's
+    12 ticks ("Demographics" alone is wider than a step) are slanted; STAR's 6 stay flat and fit."""
+    from mmn_core import load_dataset
+    for name, flat in (("support2", False), ("star", True)):
+        spec = load_dataset(name).spec
+        names = spec.modality_names
+        labels = ["Prior", *[spec.modality(m).label for m in names]]
+        fig = F.step_chart(["prior", *names], labels, np.full(len(names) + 1, 0.5), [False] * len(names),
+                           task_type="binary", task_label="t", colors=F.modality_colors(names), truth=1.0,
+                           classes=["no", "yes"])
+        ticks = list(fig.layout.xaxis.ticktext)
+        spacing = F.STEP_PLOT_PX / len(ticks)
+        if flat:
+            assert fig.layout.xaxis.tickangle == 0, name
+            widest = max(len(html_unescape(re.sub("<[^>]+>", "", line))) for t in ticks for line in t.split("<br>"))
+            assert widest * F.CHAR_PX <= spacing, (name, widest, spacing)
+        else:
+            assert fig.layout.xaxis.tickangle == -40, name

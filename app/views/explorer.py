@@ -209,9 +209,15 @@ def record_body() -> None:
     C.order_caveat(b, focus, order)
 
     wi = C.what_if_panel(b, row, focus, use, order)
-    for t, fig in C.step_figures(spec, view, measured, use, classes).items():
-        fig = C.with_what_if(spec, fig, wi, t, classes) if t == focus else fig
-        st.plotly_chart(fig, key=f"ex_chart__{t}", config=CHART_CONFIG)
+    C.overview(spec, view, classes)
+    figs = C.step_figures(spec, view, measured, use, classes)
+    st.plotly_chart(C.with_what_if(spec, figs[focus], wi, focus, classes), key=f"ex_chart__{focus}",
+                    config=CHART_CONFIG)
+    others = [t for t in figs if t != focus]
+    if others:
+        with st.expander("Step charts of the other outcomes"):
+            for t in others:
+                st.plotly_chart(figs[t], key=f"ex_chart__{t}", config=CHART_CONFIG)
     st.caption("Filled dots: the step ran. Hollow dot on a dashed line and a grey band: data you switched off. "
                "Grey crossed dot on a dotted line: not measured for this record. A skipped step leaves the "
                "prediction unchanged. The last column (★) is what actually happened. Hover a dot for the step's "

@@ -203,3 +203,42 @@ def order_metrics(trained: Trained, data: TensorData, task: str, n_random: int =
         m = task_metrics(t.type, data.y[task].numpy(), o.logits[task][-1].numpy(), trained.prep.target_stats.get(task))
         out.append({"name": name, "order": order, **m})
     return out
+
+
+@dataclass(frozen=True)
+class StepOverview:
+    """Every outcome × every step of one record, for a compact overview. change: (T, K) what step k did to
+    outcome t, in the outcome's unit (percentage points of P(positive) / of the finally predicted class's
+    probability for multiclass; the target's units for regression); NaN where the step did not run.
+    relative: (T, K) change / the row's largest |change| (colour scale per outcome; 0 for an all-zero row);
+    final: (T,) the final prediction in the same unit (percent, or the target's units)."""
+    tasks: list[str]
+    steps: list[str]              # the K modality steps (no prior)
+    change: np.ndarray
+    relative: np.ndarray
+    final: np.ndarray
+    units: list[str]              # per outcome: "points" or the regression target's units
+    classes: list[int | None]     # multiclass: the class followed; else None
+
+
+def step_overview(view, tasks) -> StepOverview:
+    """The StepOverview of a RecordView; `tasks`: the spec's TaskSpecs in display order."""
+    rows, finals, units, followed = [], [], [], []
+    ran = ~np.asarray(view.skipped, dtype=bool)
+    for t in tasks:
+        v = np.asarray(view.value[t.name], dtype=float)
+        c = None
+        if t.type == "multiclass":
+            c = int(v[-1].argmax())
+            v = v[:, c]
+        scale = 1.0 if t.type == "regression" else 100.0
+        d = np.diff(v) * scale
+        rows.append(np.where(ran, d, np.nan))
+        finals.append(v[-1] * scale)
+        units.append((t.units or "") if t.type == "regression" else "points")
+        followed.append(c)
+    change = np.vstack(rows) if rows else np.zeros((0, len(view.steps) - 1))
+    peak = np.nanmax(np.abs(change), axis=1, initial=0.0)[:, None] if change.size else np.zeros((len(rows), 1))
+    relative = np.where(peak > 0, change / np.where(peak > 0, peak, 1.0), np.where(np.isnan(change), np.nan, 0.0))
+    return StepOverview([t.name for t in tasks], list(view.steps[1:]), change, relative, np.asarray(finals), units,
+                        followed)
