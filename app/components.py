@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from mmn_core.explain.browse import attribution_in_units, headlines, step_overview
+from mmn_core.explain.narration import biggest_movers
 from mmn_core.fmt import percent, points, with_units
 from mmn_core.panels import PFUSION_ACQUIRE
 
@@ -237,7 +238,10 @@ def why_panel(b, view, focus: str, measured: dict, use, order) -> None:
     st.markdown(f"**In words — {md(spec.task(focus).display)}**")
     rid = st.session_state[S.EX_RECORD]
     words = R.why_narrative(b.ref, rid, tuple(use), tuple(order), focus, ci)   # the class the bars show
-    st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(words)))
+    top = biggest_movers(view.value[focus], view.skipped, 3, ci)
+    st.markdown("\n".join([f"- {md(words[0])}"] + [f"- {md(words[j])}" for j in top]))   # biggest movers first
+    with st.expander(f"Every step, in order ({len(words) - 1})", key="ex_why_steps"):
+        st.markdown("\n".join(f"{k + 1}. {md(s)}" for k, s in enumerate(words)))
     others = [t.name for t in spec.tasks if t.name != focus]
     if others:
         more = st.expander("The same for the other outcomes", key=S.EX_WHY_MORE, on_change="rerun")

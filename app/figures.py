@@ -303,7 +303,7 @@ def shapley_bars(names: Sequence[str], labels: Sequence[str], values: np.ndarray
                marker=dict(color=[colors.get(n, PRIOR_COLOR) for n in names]), text=texts, textposition="outside",
                cliponaxis=False, hovertext=hovers, hoverinfo="text", name="Shapley")
     if percent:
-        target = f"P({esc(class_label)})" if class_label else "the risk"
+        target = f"P({esc(class_label)})" if class_label else "the predicted chance"
         # a long class name would push the title past the chart's edge: the unit goes on a second line
         xt = f"Contribution to {target}" + ("<br>" if class_label else " ") + "(percentage points)"
     else:
@@ -538,7 +538,7 @@ def importance_ranges(names: Sequence[str], labels: Sequence[str], q10: Sequence
                              marker=dict(color="black", size=9, symbol="line-ns-open", line=dict(width=3)),
                              hoverinfo="skip"))
     fig.add_vline(x=0, line_color="#888888")
-    xt = "Contribution to the risk (percentage points)" if scale == 100.0 else \
+    xt = "Contribution to the predicted chance (percentage points)" if scale == 100.0 else \
         (f"Contribution ({esc(units)})" if units else "Contribution")
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title=xt)

@@ -248,7 +248,7 @@ def test_shapley_bars_points_colours_and_status():
     assert list(fig.layout.yaxis.tickvals) == list(bar.y)
     assert list(bar.y)[3] == "&lt;img src=x onerror=alert(1)&gt;"
     assert "<img" not in ticks[3]
-    assert fig.layout.xaxis.title.text == "Contribution to the risk (percentage points)"
+    assert fig.layout.xaxis.title.text == "Contribution to the predicted chance (percentage points)"
     assert fig.layout.yaxis.autorange == "reversed"     # spec order top to bottom
     reg = F.shapley_bars(NAMES, LABELS, np.array([1.5, 0, 0, -0.5]), COLORS, task_type="regression",
                          task_label="Score", units="points")

@@ -67,3 +67,34 @@ def test_explorer_shows_the_overview_and_only_the_focus_chart_open():
     inside = [c.proto.id for c in expanders[0].get("plotly_chart")]
     assert any("ex_chart__death_180d" in i for i in inside) and not any("ex_chart__death-" in i or
                                                                           i.endswith("ex_chart__death") for i in inside)
+
+
+def test_biggest_movers_first_and_never_a_skipped_step():
+    from mmn_core.explain.narration import biggest_movers
+    v = np.array([0.5, 0.6, 0.6, 0.2, 0.25, 0.9])        # changes +.10, 0 (skipped), −.40, +.05, +.65
+    skipped = [False, True, False, False, False]
+    assert biggest_movers(v, skipped) == [5, 3, 1]
+    assert biggest_movers(v, skipped, k=10) == [5, 3, 1, 4]
+    assert biggest_movers(np.array([0.3, 0.3]), [False]) == []             # a step that changed nothing
+    mc = np.array([[0.5, 0.5], [0.2, 0.8], [0.6, 0.4]])                   # class 0 ends highest
+    assert biggest_movers(mc, [False, False]) == [2, 1]
+    assert biggest_movers(mc, [False, False], cls=1) == [2, 1]
+
+
+def test_why_tab_summary_lists_the_biggest_movers_and_folds_every_step():
+    from streamlit.testing.v1 import AppTest
+    from app import state as S
+    app = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+    at = AppTest.from_file(str(app), default_timeout=300).run()
+    at.session_state[S.EX_TABS] = "Why"
+    at.run()
+    assert not at.exception
+    folded = [e for e in at.expander if e.label.startswith("Every step, in order")]
+    assert len(folded) == 1
+    summary = next(m.value for m in at.markdown if m.value.startswith("- Before any data"))
+    bullets = summary.split("\n")
+    assert 2 <= len(bullets) <= 4 and all(b.startswith("- ") for b in bullets)
+    full = folded[0].markdown[0].value.split("\n")
+    from mmn_core import load_dataset
+    assert len(full) == len(load_dataset("support2").spec.modality_names) + 1   # the prior + every step
+    assert all(b[2:] in "\n".join(full) for b in bullets)                       # the summary's sentences are its own

@@ -157,3 +157,17 @@ def acquisition_sentence(spec, task: str, rows, mode: str, k: int) -> str:
     if len(rows) > 1:
         s += f" Next: {spec.modality(rows[1].modality).display} ({_size(t, rows[1].expected_abs_change)})."
     return s
+
+
+def biggest_movers(values, skipped, k: int = 3, cls: int | None = None) -> list[int]:
+    """The steps (1..K) that moved the prediction most, largest |change| first, at most `k`, never a step that
+    did not run or changed nothing. values: (K+1,) or (K+1, C) per step (multiclass: class `cls`, default
+    the finally predicted one); skipped: (K,) bool."""
+    import numpy as np
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 2:
+        v = v[:, int(v[-1].argmax()) if cls is None else int(cls)]
+    d = np.abs(np.diff(v))
+    ran = ~np.asarray(skipped, dtype=bool)
+    steps = [j for j in np.argsort(-d, kind="stable") if ran[j] and d[j] > 0]
+    return [int(j) + 1 for j in steps[:k]]
