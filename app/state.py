@@ -194,6 +194,15 @@ def view_from_query(params: MutableMapping[str, Any]) -> dict:
     return view
 
 
+def foreign_dataset_message(name: str, shown: str) -> str:
+    """What a link to a dataset this session does not have says (Markdown; `name` escaped by the caller)."""
+    if name.startswith("upload-"):
+        return (f"This link points to data that was uploaded in another browser session. Uploads stay private to "
+                f"the session that uploaded them, so that record cannot be shown here; you are looking at "
+                f"{shown} instead. To see it, upload the same files on the Model page.")
+    return f"This link names a dataset ({name}) that this installation does not have; you are looking at {shown}."
+
+
 def view_to_query(view: dict) -> dict[str, str]:
     """The inverse of view_from_query, for st.query_params.from_dict (empty lists are dropped)."""
     out = {}

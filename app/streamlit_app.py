@@ -41,6 +41,9 @@ if not ss.get(S.URL_READ):
     choices = R.dataset_choices(ss[S.UPLOADS])
     if view.get("dataset") in choices:
         ss[S.DATASET] = view["dataset"]
+    elif view.get("dataset"):          # another session's upload, or a dataset this installation lacks
+        ss["_foreign_link"] = view["dataset"]
+        view = {}                      # its record, switches and order belong to that data: none is applied
     if view:
         ss[S.URL_VIEW] = view
 if ss.get("_pending_dataset"):           # set by the Model page after an upload (before the picker exists)
@@ -93,4 +96,7 @@ with st.sidebar:
 
 if ss.get(S.NOTICE):
     st.toast(ss.pop(S.NOTICE))
+if ss.get("_foreign_link"):            # shown once, on the page the link opened
+    st.warning(md(S.foreign_dataset_message(ss.pop("_foreign_link"), _titles.get(ss[S.DATASET], ss[S.DATASET]))),
+               icon=":material/link_off:")
 nav.run()

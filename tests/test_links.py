@@ -63,3 +63,21 @@ def test_a_bad_link_value_falls_back_to_the_defaults():
     assert at.session_state[S.EX_TABS] == "Why"
     got = {k: (v[-1] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
     assert got["tab"] == "why" and "class" not in got         # the focus task (death) is binary: no class
+
+
+@pytest.mark.parametrize("dataset,words", [("upload-0123abcd", "uploaded in another browser session"),
+                                           ("no_such_data", "that this installation does not have")])
+def test_a_link_to_data_this_session_lacks_says_so(dataset, words):
+    """A link to another session's upload (or to a dataset not installed) says exactly that and shows none of its
+    record, switches or order; the default dataset's own default record is shown, without the 'not among this
+    model's test records' warning."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"dataset": dataset, "record": "12", "off": "vitals"})
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert sum(words in w for w in warnings) == 1, warnings
+    assert not any("not among this model's test records" in w for w in warnings)
+    assert at.session_state[S.DATASET] == "support2"
+    at.run()                                            # once: the next run does not repeat it
+    assert not any(words in w.value for w in at.warning)
