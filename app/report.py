@@ -107,6 +107,8 @@ def attribution_frame(b: R.Bundle, ref, rid: str, use, order, task: str, method:
     spec = b.spec
     rows = []
     ttype = spec.task(task).type
+    # classification: rescaled from log-odds to the change in probability (0-1), as the Shapley columns
+    unit = (spec.task(task).units or "") if ttype == "regression" else "change in probability (0-1)"
     for m in use:
         a = R.record_attribution(ref, rid, tuple(use), tuple(order), m, task, True, method, None)
         ms = spec.modality(m)
@@ -116,7 +118,7 @@ def attribution_frame(b: R.Bundle, ref, rid: str, use, order, task: str, method:
             rows.append({"modality": ms.display, "value": col_label(ms, col),
                          "this record": raw_text(rv[-1] if isinstance(rv, list) and rv else
                                                  (None if isinstance(rv, list) else rv), ms.units.get(col, ""), col),
-                         "attribution": by_col[col], "method": METHOD_NAMES[method],
+                         "attribution": by_col[col], "unit": unit, "method": METHOD_NAMES[method],
                          "convergence delta": a.delta})
     return pd.DataFrame(rows)
 
