@@ -86,6 +86,7 @@ def main() -> None:
     records = trained.info["test_ids"][:RECORDS]
     k = len(trained.spec.modality_names)
     load_before = os.getloadavg()[0]
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
     srv = AppServer(log=ROOT / "test-artifacts" / "present_speed_server.log")
     fwd, back = [], []
     try:
