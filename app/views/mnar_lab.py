@@ -11,6 +11,7 @@ import streamlit as st
 
 from mmn_core import SpecError
 from mmn_core.experiments import MITIGATIONS, POSITIONS, run_mnar
+from mmn_core.sweep import default_workers
 from mmn_core.mnar_runs import MAX_RUNS, MnarRun, folds_of, keep_run, position_is_noop, precomputed_run, run_label
 from mmn_core.train import MITIGATIONS as TRAIN_MITIGATIONS
 from mmn_core.verdicts import mnar_protocol, mnar_robustness, spread_phrase
@@ -142,7 +143,7 @@ if run:
         result = run_mnar(ds, modality, task, rates=sorted(rates), folds=int(folds), epochs=int(epochs), seed=0,
                           position=position, mitigation=mitigation, semantics=semantics,
                           rule=None if rule == "random" else rules[rule], models=tuple(sorted(models)),
-                          progress=progress)
+                          progress=progress, workers=default_workers(n_train))   # trained together, one per core
     except (ValueError, SpecError) as err:
         show_error(err, "Cannot run: ")
         st.stop()
