@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,44 @@ def require_browser() -> None:
     if os.environ.get("MMN_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests required (MMN_REQUIRE_BROWSER=1) but {why}", pytrace=False)
     pytest.skip(why)
+
+
+SHIPPED = ROOT / "data" / "checkpoints" / "support2-multimodn"
+
+
+@contextmanager
+def running_app(name: str):
+    """The dashboard for one test module: skipped (or failed under MMN_REQUIRE_BROWSER=1) without Chromium,
+    skipped without the shipped checkpoints; its own private cache (no stale MNAR/upload hits, srv.cache_dir);
+    log in test-artifacts/browser/server-<name>.log; stopped afterwards."""
+    import tempfile
+
+    import pytest
+    require_browser()
+    if not (SHIPPED / "config.json").is_file():
+        pytest.skip("shipped checkpoints missing: run python data/train_checkpoints.py")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cache = tempfile.TemporaryDirectory(prefix=f"mmn-lens-{name}-")
+    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / f"server-{name}.log")
+    try:
+        srv.wait_healthy()
+        srv.cache_dir = Path(cache.name)
+        yield srv
+    finally:
+        srv.stop()
+        cache.cleanup()
+
+
+@contextmanager
+def chromium():
+    """One headless Chromium (Playwright), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        br = launch_chromium(p)
+        try:
+            yield br
+        finally:
+            br.close()
 
 
 def free_port() -> int:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from browser_support import (ARTIFACTS, ROOT, AppServer, figure, launch_chromium, require_browser, shot,
+from browser_support import (chromium, running_app, ARTIFACTS, ROOT, AppServer, figure, shot,
                              step_values, wait_figure, wait_idle)
 
 pytestmark = pytest.mark.browser
@@ -32,30 +30,14 @@ XSS = "<img src=x onerror=alert(1)>"
 # --- fixtures ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server():
-    require_browser()
-    if not (SHIPPED / "config.json").is_file():
-        pytest.skip("shipped checkpoints missing: run python data/train_checkpoints.py")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-browser-")   # fresh MNAR/upload cache: no stale hits
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / "server.log")
-    try:
-        srv.wait_healthy()
-        srv.cache_dir = Path(cache.name)
+    with running_app("browser") as srv:
         yield srv
-    finally:
-        srv.stop()
-        cache.cleanup()
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        br = launch_chromium(p)
-        try:
-            yield br
-        finally:
-            br.close()
+    with chromium() as br:
+        yield br
 
 
 class Watched:

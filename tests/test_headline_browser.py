@@ -2,14 +2,12 @@
 every headline value is shown in full — no "…", nothing cut off, the three outcomes side by side (Playwright)."""
 from __future__ import annotations
 
-import tempfile
 
 import pytest
 
-from browser_support import ARTIFACTS, ROOT, AppServer, launch_chromium, require_browser, wait_figure, wait_idle
+from browser_support import ARTIFACTS, SHIPPED, chromium, running_app, wait_figure, wait_idle
 
 pytestmark = pytest.mark.browser
-SHIPPED = ROOT / "data" / "checkpoints" / "support2-multimodn"
 T = 120_000
 
 _MEASURE = """() => Array.from(document.querySelectorAll('[data-testid="stMetric"]')).map(m => {
@@ -40,34 +38,19 @@ def longest_class_record():
 
 
 def test_multiclass_headline_reads_in_full_at_1280(longest_class_record):
-    require_browser()
-    if not (SHIPPED / "config.json").is_file():
-        pytest.skip("shipped checkpoints missing")
     rid, want = longest_class_record
     assert len(want) > 12                                   # long enough to have been cut off before
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-headline-")
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / "server-headline.log")
-    from playwright.sync_api import sync_playwright
-    try:
-        srv.wait_healthy()
-        with sync_playwright() as p:
-            br = launch_chromium(p)
-            try:
-                page = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                page.set_default_timeout(T)
-                page.goto(f"{srv.url}/?record={rid}")
-                wait_figure(page, "ex_chart__death", timeout=T)
-                wait_idle(page)
-                page.screenshot(path=str(ARTIFACTS / "headline_multiclass.png"))
-                got = page.evaluate(_MEASURE)
-                assert len(got) == 3, got
-                assert got[2]["text"] == want, got                     # the class name, whole
-                for m in got:
-                    assert not m["clipped"] and not m["ellipsis"] and "…" not in m["text"], m
-                for a, b in zip(got, got[1:]):                         # side by side, not overlapping
-                    assert a["right"] <= b["left"] + 1, (a, b)
-            finally:
-                br.close()
-    finally:
-        srv.stop()
-        cache.cleanup()
+    with running_app("headline") as srv, chromium() as br:
+        page = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        page.set_default_timeout(T)
+        page.goto(f"{srv.url}/?record={rid}")
+        wait_figure(page, "ex_chart__death", timeout=T)
+        wait_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "headline_multiclass.png"))
+        got = page.evaluate(_MEASURE)
+        assert len(got) == 3, got
+        assert got[2]["text"] == want, got                     # the class name, whole
+        for m in got:
+            assert not m["clipped"] and not m["ellipsis"] and "…" not in m["text"], m
+        for a, b in zip(got, got[1:]):                         # side by side, not overlapping
+            assert a["right"] <= b["left"] + 1, (a, b)

@@ -3,13 +3,12 @@ switches and the presentation's step buttons; Arrow/Enter choose a record, Space
 (the step chart then shows the engine's numbers without it), Enter steps the presentation. No mouse is used."""
 from __future__ import annotations
 
-import tempfile
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
 
-from browser_support import (ARTIFACTS, ROOT, AppServer, launch_chromium, require_browser, step_values,
+from browser_support import (ARTIFACTS, ROOT, chromium, running_app, step_values,
                              wait_figure, wait_idle)
 
 pytestmark = pytest.mark.browser
@@ -38,30 +37,16 @@ def query(page) -> dict:
 
 @pytest.fixture(scope="module")
 def server():
-    require_browser()
-    if not (SHIPPED / "config.json").is_file():
-        pytest.skip("shipped checkpoints missing")
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-keyboard-")
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / "server-keyboard.log")
-    try:
-        srv.wait_healthy()
+    with running_app("keyboard") as srv:
         yield srv
-    finally:
-        srv.stop()
-        cache.cleanup()
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        br = launch_chromium(p)
-        try:
-            pg = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
-            pg.set_default_timeout(T)
-            yield pg
-        finally:
-            br.close()
+    with chromium() as br:
+        pg = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        pg.set_default_timeout(T)
+        yield pg
 
 
 def test_choose_a_record_and_switch_data_off_by_keyboard_only(page, server):

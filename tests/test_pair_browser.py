@@ -5,13 +5,12 @@ its record. Skips without Chromium, except under MMN_REQUIRE_BROWSER=1 (CI), whe
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from browser_support import (ARTIFACTS, ROOT, AppServer, figure, launch_chromium, require_browser, shot,
+from browser_support import (chromium, running_app, ROOT, figure, shot,
                              step_values, wait_figure, wait_idle)
 
 pytestmark = pytest.mark.browser
@@ -29,29 +28,14 @@ _RANGES_JS = """(key) => {
 
 @pytest.fixture(scope="module")
 def server():
-    require_browser()
-    if not (SHIPPED / "config.json").is_file():
-        pytest.skip("shipped checkpoints missing: run python data/train_checkpoints.py")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-pair-")
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / "server-pair.log")
-    try:
-        srv.wait_healthy()
+    with running_app("pair") as srv:
         yield srv
-    finally:
-        srv.stop()
-        cache.cleanup()
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        br = launch_chromium(p)
-        try:
-            yield br
-        finally:
-            br.close()
+    with chromium() as br:
+        yield br
 
 
 @pytest.fixture(scope="module")

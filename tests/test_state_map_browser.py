@@ -1,12 +1,11 @@
 """The Explorer's state map in Chromium: a click on another record's dot opens that record (Playwright)."""
 from __future__ import annotations
 
-import tempfile
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from browser_support import ARTIFACTS, ROOT, AppServer, launch_chromium, require_browser, wait_figure, wait_idle
+from browser_support import running_app, ARTIFACTS, ROOT, launch_chromium, wait_figure, wait_idle
 
 pytestmark = pytest.mark.browser
 SHIPPED = ROOT / "data" / "checkpoints" / "support2-multimodn"
@@ -47,18 +46,8 @@ _PATH_X = """() => { const el = document.querySelector('.st-key-ex_state_map .js
 
 @pytest.fixture(scope="module")
 def server():
-    require_browser()
-    if not (SHIPPED / "config.json").is_file():
-        pytest.skip("shipped checkpoints missing: run python data/train_checkpoints.py")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-statemap-")
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / "server-statemap.log")
-    try:
-        srv.wait_healthy()
+    with running_app("statemap") as srv:
         yield srv
-    finally:
-        srv.stop()
-        cache.cleanup()
 
 
 def _record(page) -> str:

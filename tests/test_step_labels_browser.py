@@ -2,11 +2,10 @@
 assumes (app.figures.STEP_PLOT_PX), flat tick labels never overlap, and SUPPORT2's twelve are slanted (Playwright)."""
 from __future__ import annotations
 
-import tempfile
 
 import pytest
 
-from browser_support import ARTIFACTS, AppServer, launch_chromium, require_browser, wait_figure, wait_idle
+from browser_support import ARTIFACTS, chromium, running_app, wait_figure, wait_idle
 
 pytestmark = pytest.mark.browser
 T = 120_000
@@ -24,33 +23,20 @@ _TICKS = """(key) => {
 
 @pytest.mark.parametrize("dataset,task,slanted", [("support2", "death", True), ("star", "pass3", False)])
 def test_step_labels_never_overlap_at_1280(dataset, task, slanted):
-    require_browser()
     from app.figures import STEP_PLOT_PX
-    cache = tempfile.TemporaryDirectory(prefix="mmn-lens-ticks-")
-    srv = AppServer(env={"MMN_LENS_CACHE": cache.name}, log=ARTIFACTS / f"server-ticks-{dataset}.log")
-    from playwright.sync_api import sync_playwright
-    try:
-        srv.wait_healthy()
-        with sync_playwright() as p:
-            br = launch_chromium(p)
-            try:
-                page = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                page.set_default_timeout(T)
-                page.goto(f"{srv.url}/?dataset={dataset}&task={task}")
-                key = f"ex_chart__{task}"
-                wait_figure(page, key, timeout=T)
-                wait_idle(page)
-                got = page.evaluate(_TICKS, key)
-                page.locator(f".st-key-{key}").screenshot(path=str(ARTIFACTS / f"step-labels-{dataset}.png"))
-                assert got["plot_width"] >= STEP_PLOT_PX - 1, got["plot_width"]
-                ticks = got["ticks"]
-                assert len(ticks) >= 5
-                assert all(t["rotated"] == slanted for t in ticks), ticks
-                if not slanted:
-                    for a, b in zip(ticks, ticks[1:]):
-                        assert a["right"] <= b["left"] + 0.5, (a, b)
-            finally:
-                br.close()
-    finally:
-        srv.stop()
-        cache.cleanup()
+    with running_app(f"ticks-{dataset}") as srv, chromium() as br:
+        page = br.new_context(viewport={"width": 1280, "height": 800}).new_page()
+        page.set_default_timeout(T)
+        page.goto(f"{srv.url}/?dataset={dataset}&task={task}")
+        key = f"ex_chart__{task}"
+        wait_figure(page, key, timeout=T)
+        wait_idle(page)
+        got = page.evaluate(_TICKS, key)
+        page.locator(f".st-key-{key}").screenshot(path=str(ARTIFACTS / f"step-labels-{dataset}.png"))
+        assert got["plot_width"] >= STEP_PLOT_PX - 1, got["plot_width"]
+        ticks = got["ticks"]
+        assert len(ticks) >= 5
+        assert all(t["rotated"] == slanted for t in ticks), ticks
+        if not slanted:
+            for a, b in zip(ticks, ticks[1:]):
+                assert a["right"] <= b["left"] + 0.5, (a, b)
